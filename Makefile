@@ -1,0 +1,43 @@
+# brainphase: set-up, demo, tests and benchmarks. Every target sets up .venv first if needed.
+#   make demo       set up, then run the embedded demo workflow (snakemake --cores all)
+#   make test       set up, then run the default test suite (< 10 min on 2 cores)
+#   make test-slow  the slower tests (marked @pytest.mark.slow)
+#   make bench      the benchmarks in bench/ (quick modes)
+PYTHON ?= python3
+VENV ?= .venv
+# torch first and pinned to the CPU build: a bare `torch` requirement would pull a multi-GB CUDA
+# build. On a GPU machine use e.g. `make setup TORCH=torch==2.13.0` with your CUDA wheel source.
+TORCH ?= torch==2.13.0
+CORES ?= all
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test test-slow bench report clean-results
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+report: setup
+	$(BIN)/snakemake --report report.html
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+bench: setup
+	$(BIN)/python bench/extract.py --quick
+	$(BIN)/python bench/ridge.py --quick
+	$(BIN)/python bench/load_fmri.py --quick
+
+clean-results:
+	rm -rf results .snakemake

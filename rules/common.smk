@@ -1,0 +1,68 @@
+# Shared set-up: config validation, the (model, seed, step) plan, input functions.
+import sys
+
+from brainphase.config import check_config, cli_options, plan_models
+from brainphase.errors import InputError
+
+try:
+    check_config(config, [str(f) for f in workflow.configfiles], workflow.source_path("../config/schema.yaml"))
+    PLANS = plan_models(config, config["results"])
+except InputError as exc:
+    sys.exit(f"brainphase config error: {exc}")
+
+R = config["results"]
+ENV = "../envs/brainphase.yaml"
+SIMULATED = config["fmri"]["kind"] == "simulated"
+STIMULUS = config["corpus"].get("stimulus") or f"{R}/corpus/stimulus_words.tsv"
+FORMATS = config["figures"]["formats"]
+FIGURES = ["alignment", "tasks", "layers"]
+
+
+wildcard_constraints:
+    model="|".join(PLANS),
+    seed=r"\d+",
+    step=r"\d+",
+
+
+def plan_of(wildcards):
+    return PLANS[wildcards.model]
+
+
+def step_key(wildcards):
+    return int(wildcards.seed), int(wildcards.step)
+
+
+def checkpoint_inputs(wildcards):
+    """The trained-model folder a step depends on (nothing for pretrained checkpoints)."""
+    plan = plan_of(wildcards)
+    return [f"{R}/models/{wildcards.model}/seed{wildcards.seed}"] if plan.trained else []
+
+
+def checkpoint_options(wildcards):
+    """`--model SOURCE [--revision REV]` plus labels for one (model, seed, step)."""
+    plan = plan_of(wildcards)
+    key = step_key(wildcards)
+    options = {"model": plan.source[key], "revision": plan.revision[key], "model_id": wildcards.model,
+               "seed": wildcards.seed}
+    tokens_per_step = config["models"][wildcards.model].get("tokens_per_step")
+    if tokens_per_step:
+        options["tokens_per_step"] = tokens_per_step
+    return cli_options(options)
+
+
+def per_step_files(kind):
+    """Input function: every seed's and step's `kind` file of a model."""
+
+    def files(wildcards):
+        plan = PLANS[wildcards.model]
+        return [f"{R}/{kind}/{wildcards.model}/seed{seed}/step{step}.h5" for seed in plan.seeds for step in plan.steps[seed]]
+
+    return files
+
+
+def all_outputs():
+    targets = []
+    for model in PLANS:
+        targets.append(f"{R}/trajectory/{model}/trajectory.h5")
+        targets += [f"{R}/figures/{model}/{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
+    return targets

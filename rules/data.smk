@@ -1,0 +1,79 @@
+# Corpus, timed stimulus and fMRI responses.
+
+
+rule corpus:
+    output:
+        train=f"{R}/corpus/train.txt",
+        valid=f"{R}/corpus/valid.txt",
+        words=f"{R}/corpus/stimulus_words.tsv",
+        meta=f"{R}/corpus/corpus.json",
+    log:
+        f"{R}/logs/corpus.log",
+    params:
+        options=cli_options(config["corpus"], exclude=("stimulus",)),
+        out_dir=f"{R}/corpus",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "brainphase corpus {params.options} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule simulate:
+    input:
+        words=STIMULUS,
+        train=f"{R}/corpus/train.txt",
+    output:
+        directory(f"{R}/fmri/simulated"),
+    log:
+        f"{R}/logs/simulate.log",
+    params:
+        options=cli_options(config["fmri"]["simulate"]),
+        task=config["fmri"]["task"],
+        corpus_dir=f"{R}/corpus",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "OMP_NUM_THREADS={threads} brainphase simulate {params.options} --task {params.task}"
+        " --stimulus {input.words} --corpus-dir {params.corpus_dir} --out-dir {output} > {log} 2>&1"
+
+
+def fmri_root(wildcards):
+    return f"{R}/fmri/simulated" if SIMULATED else config["fmri"]["root"]
+
+
+def fmri_options():
+    fmri = config["fmri"]
+    kind = "bids" if SIMULATED else fmri["kind"]
+    options = {"kind": kind, "task": fmri["task"], "space": fmri["space"], "subjects": fmri.get("subjects")}
+    if fmri.get("run_map"):
+        options["run_map"] = [f"{label}={story}" for label, story in fmri["run_map"].items()]
+    return cli_options(options) + " " + cli_options(fmri["load"])
+
+
+rule load_fmri:
+    input:
+        root=fmri_root,
+        words=STIMULUS,
+    output:
+        f"{R}/fmri/responses.h5",
+    log:
+        f"{R}/logs/load_fmri.log",
+    params:
+        options=fmri_options(),
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "OMP_NUM_THREADS={threads} brainphase load-fmri {params.options} --root {input.root}"
+        " --stimulus {input.words} --out {output} > {log} 2>&1"

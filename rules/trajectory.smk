@@ -1,0 +1,68 @@
+# Over training: aggregate per-step files, label the phases, draw the figures.
+
+
+rule aggregate:
+    input:
+        scores=per_step_files("scores"),
+        tasks=per_step_files("tasks"),
+    output:
+        f"{R}/trajectory/{{model}}/metrics.h5",
+    log:
+        f"{R}/logs/aggregate/{{model}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        ENV
+    shell:
+        "brainphase aggregate --scores {input.scores} --tasks {input.tasks} --out {output} > {log} 2>&1"
+
+
+rule phases:
+    input:
+        f"{R}/trajectory/{{model}}/metrics.h5",
+    output:
+        f"{R}/trajectory/{{model}}/trajectory.h5",
+    log:
+        f"{R}/logs/phases/{{model}}.log",
+    params:
+        options=cli_options(config["phases"]),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "brainphase phases {params.options} --metrics {input} --out {output} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        f"{R}/trajectory/{{model}}/trajectory.h5",
+    output:
+        [
+            report(
+                f"{R}/figures/{{model}}/{name}.{fmt}",
+                caption=f"../report/{name}.rst",
+                category="Trajectory over training",
+                subcategory="{model}",
+                labels={"model": "{model}", "figure": name, "format": fmt},
+            )
+            for name in FIGURES
+            for fmt in FORMATS
+        ],
+    log:
+        f"{R}/logs/figures/{{model}}.log",
+    params:
+        formats=" ".join(FORMATS),
+        out_dir=f"{R}/figures/{{model}}",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "brainphase figures --trajectory {input} --formats {params.formats} --out-dir {params.out_dir} > {log} 2>&1"

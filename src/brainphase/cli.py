@@ -1,0 +1,73 @@
+"""The ``brainphase`` command line: one subcommand per pipeline step.
+
+Each subcommand lives in the module that implements the step; that module defines
+``add_arguments(parser)`` and ``main(args)``. Only the chosen step's module is imported, so
+light steps (``encode``, ``figures``) do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from brainphase import __version__
+from brainphase.errors import InputError
+
+#: subcommand -> (module implementing it, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "corpus": ("brainphase.stimuli", "prepare the training corpus and the timed stimulus words"),
+    "train": ("brainphase.models.train", "train a tiny GPT-NeoX and save log-spaced HF checkpoints"),
+    "simulate": ("brainphase.fmri.simulate", "simulate subjects' BOLD as a BIDS-derivatives folder (SIMULATED data)"),
+    "load-fmri": ("brainphase.fmri.load", "load preprocessed fMRI with nilearn into responses.h5"),
+    "extract": ("brainphase.activations", "word-level activations of all layers of one checkpoint"),
+    "encode": ("brainphase.encoding.cli", "ridge encoding models: held-out r per voxel, layer and subject"),
+    "tasks": ("brainphase.tasks", "task metrics (next-token accuracy, loss) of one checkpoint"),
+    "aggregate": ("brainphase.phases", "collect scores and task metrics over steps into metrics.h5"),
+    "phases": ("brainphase.phases", "label the alignment / detachment / realignment phases -> trajectory.h5"),
+    "figures": ("brainphase.figures", "draw the trajectory figures (PNG + PDF) from trajectory.h5"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brainphase",
+        description="Language-model checkpoints versus fMRI. Run `brainphase COMMAND --help` for a step's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"brainphase {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        _top_parser().parse_args(argv or ["--help"])
+        return 2
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    logging.basicConfig(
+        level=os.environ.get("BRAINPHASE_LOGLEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"brainphase {name}", description=help_text)
+    add_arguments = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
+    run = getattr(module, f"run_{name.replace('-', '_')}", None) or module.main
+    add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    try:
+        run(args)
+    except InputError as exc:
+        print(f"brainphase {name}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

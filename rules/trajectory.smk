@@ -5,6 +5,7 @@ rule aggregate:
     input:
         scores=per_step_files("scores"),
         tasks=per_step_files("tasks"),
+        responses=f"{R}/fmri/responses.h5",
     output:
         f"{R}/trajectory/{{model}}/metrics.h5",
     log:
@@ -16,7 +17,8 @@ rule aggregate:
     conda:
         ENV
     shell:
-        "brainphase aggregate --scores {input.scores} --tasks {input.tasks} --out {output} > {log} 2>&1"
+        "brainphase aggregate --scores {input.scores} --tasks {input.tasks} --responses {input.responses}"
+        " --out {output} > {log} 2>&1"
 
 
 rule phases:

@@ -9,7 +9,7 @@ import pytest
 
 from brainphase import __version__, cli
 from brainphase.errors import InputError
-from brainphase.io import (atomic_dir, atomic_h5, config_sha256, open_h5, provenance, read_attrs,
+from brainphase.io import (_umask, atomic_dir, atomic_h5, config_sha256, open_h5, provenance, read_attrs,
                            read_strings, sha256_file, string_array)
 
 
@@ -27,6 +27,7 @@ def test_atomic_h5_writes_attrs_and_data(tmp_path):
         handle["x"] = np.arange(5)
         handle["names"] = string_array(["α", "b"])
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.h5"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
     read = read_attrs(target)
     assert read["brainphase_version"] == __version__
     assert read["stage"] == "extract" and read["step"] == 4 and read["model_id"] == "m"
@@ -58,6 +59,7 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
             (tmp / "b.txt").write_text("2")
             raise ValueError
     assert [p.name for p in target.iterdir()] == ["a.txt"]
+    assert target.stat().st_mode & 0o777 == 0o777 & ~_umask()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 

@@ -114,9 +114,21 @@ def write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
         obj.attrs[key] = value
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _temp_sibling(path: Path, suffix: str) -> Path:
+    """A new empty file beside ``path`` with the permissions a plain ``open`` would give it.
+
+    ``mkstemp`` creates files readable by their owner only; outputs on a shared cluster must
+    be readable by the group as the umask allows, so the mode is reset before the rename.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     return Path(tmp)
 
@@ -152,6 +164,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():

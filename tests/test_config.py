@@ -1,0 +1,91 @@
+"""Config validation (schema + readable errors), the run plan and CLI option rendering."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brainphase.config import check_config, cli_options, plan_models
+from brainphase.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def demo_config():
+    with open(REPO / "config" / "config.yaml") as handle:
+        return yaml.safe_load(handle)
+
+
+def test_demo_config_validates_and_gets_defaults():
+    config = check_config(demo_config(), ["config/config.yaml"])
+    assert config["encode"]["trim_start"] == 5
+    assert config["models"]["tiny-neox"]["train"]["lr"] == 0.003
+    assert config["fmri"]["load"]["confounds"] == ["motion"]
+
+
+@pytest.mark.parametrize("name", ["pythia.yaml", "olmo.yaml"])
+def test_example_configs_validate(name):
+    with open(REPO / "config" / name) as handle:
+        check_config(yaml.safe_load(handle), [name])
+
+
+def test_unknown_key_names_key_and_file():
+    config = demo_config()
+    config["encode"]["dealys"] = [1, 2]
+    with pytest.raises(InputError, match=r"my\.yaml: unknown config key\(s\) 'dealys' under 'encode'"):
+        check_config(config, ["my.yaml"])
+
+
+def test_wrong_type_names_key_expected_type_and_file():
+    config = demo_config()
+    config["models"]["tiny-neox"]["train"]["d_model"] = "64"
+    with pytest.raises(InputError, match=r"my\.yaml: config key 'models\.tiny-neox\.train\.d_model' must be of type integer, got string '64'"):
+        check_config(config, ["my.yaml"])
+
+
+def test_trained_plan_uses_log_spaced_steps_and_local_folders():
+    config = check_config(demo_config(), ["c"])
+    plan = plan_models(config, "res")["tiny-neox"]
+    assert plan.trained and plan.seeds == [1, 2]
+    steps = plan.steps[1]
+    assert len(steps) == 12 and steps[0] == 0 and steps[-1] == 1024
+    assert steps == sorted(set(steps))
+    assert plan.source[2, 1024] == "res/models/tiny-neox/seed2/step1024"
+    assert plan.revision[2, 1024] is None
+
+
+def test_pretrained_plan_maps_seed_to_repo_and_step_to_revision():
+    with open(REPO / "config" / "pythia.yaml") as handle:
+        config = check_config(yaml.safe_load(handle), ["pythia.yaml"])
+    plan = plan_models(config, "res")["pythia-160m"]
+    assert not plan.trained
+    assert plan.source[1, 1000] == "EleutherAI/pythia-160m-seed1"
+    assert plan.source[0, 1000] == "EleutherAI/pythia-160m"
+    assert plan.revision[0, 143000] == "step143000"
+
+
+def test_local_convention_points_at_step_folders(tmp_path):
+    for step in (0, 10, 100, 1000):
+        (tmp_path / f"step{step}").mkdir()
+    config = demo_config()
+    config["models"] = {"mine": {"kind": "pretrained", "source": str(tmp_path), "convention": "local",
+                                 "seeds": [0], "steps": {"log": 3}}}
+    plan = plan_models(check_config(config, ["c"]), "res")["mine"]
+    assert plan.steps[0][0] == 0 and plan.steps[0][-1] == 1000 and len(plan.steps[0]) == 3
+    assert plan.source[0, 1000] == str(tmp_path / "step1000")
+
+
+def test_missing_seed_source_is_a_clear_error():
+    with open(REPO / "config" / "pythia.yaml") as handle:
+        config = check_config(yaml.safe_load(handle), ["pythia.yaml"])
+    config = copy.deepcopy(config)
+    config["models"]["pythia-160m"]["seeds"].append(7)
+    with pytest.raises(InputError, match="no entry for seed 7"):
+        plan_models(config, "res")
+
+
+def test_cli_options_renders_lists_bools_and_skips_none():
+    rendered = cli_options({"context_tokens": 128, "delays": [1, 2], "detrend": False, "group_average": True,
+                            "atlas": None, "name": "a b"}, exclude=("name",))
+    assert rendered == "--context-tokens 128 --delays 1 2 --no-detrend --group-average"

@@ -43,7 +43,7 @@ def checkpoint_options(wildcards):
     plan = plan_of(wildcards)
     key = step_key(wildcards)
     options = {"model": plan.source[key], "revision": plan.revision[key], "model_id": wildcards.model,
-               "seed": wildcards.seed}
+               "seed": wildcards.seed, "step": wildcards.step}
     tokens_per_step = config["models"][wildcards.model].get("tokens_per_step")
     if tokens_per_step:
         options["tokens_per_step"] = tokens_per_step

@@ -1,0 +1,329 @@
+"""``brainphase extract``: word-level hidden states of every layer of one checkpoint.
+
+Each run's text (its words joined by single spaces, :func:`brainphase.stimuli.run_text`) is
+tokenized once; the tokenizer's offset mapping assigns to each word the tokens whose
+character span overlaps the word's. A word is then represented, at every layer, by the
+hidden state of its last token (``pooling="last"``) or the mean over its tokens
+(``pooling="mean"``), computed in one forward pass over a causal window of at most
+``context_tokens`` tokens that ends at the word's last token (the sliding-window convention
+of naturalistic-fMRI encoding studies). Windows never cross runs. Layer 0 is the token
+embedding, layer ``i`` the output of block ``i``; the last one is after the model's final
+layer norm (``output_hidden_states`` of Hugging Face models).
+
+Windows are batched (right-padded; padding sits after the real tokens, so causal attention
+never sees it) and each batch's word vectors are written straight into chunked HDF5
+datasets ``/layer_{i}``, so memory stays flat whatever the stimulus length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from brainphase.errors import InputError
+from brainphase.io import atomic_h5, provenance, string_array
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ("last", "mean")
+STORAGE_DTYPES = ("float32", "float16")
+#: Target size of one HDF5 chunk (bytes).
+_CHUNK_BYTES = 1 << 20
+
+
+@dataclasses.dataclass
+class RunTokens:
+    """Tokens of one run and the token range of each of its words.
+
+    Attributes
+    ----------
+    token_ids : ndarray, shape (n_tokens,), int64
+    first_token, last_token : ndarray, shape (n_words,), int64
+        Index (into ``token_ids``) of each word's first and last token (inclusive).
+    """
+
+    token_ids: np.ndarray
+    first_token: np.ndarray
+    last_token: np.ndarray
+
+
+@dataclasses.dataclass
+class WordBatch:
+    """Context windows of consecutive words, ready for one forward pass.
+
+    Attributes
+    ----------
+    rows : slice
+        Rows of the (ordered) words table these words occupy.
+    input_ids : torch.LongTensor, shape (n_batch, window)
+        Each word's causal context, right-padded to the longest window of the batch.
+    pool_weights : torch.FloatTensor, shape (n_batch, window)
+        Weight of each position in the word's vector (one-hot on the last token, or
+        1/n_tokens on each of the word's tokens); zero on context and padding.
+    n_tokens : int
+        Real (unpadded) tokens in the batch.
+    """
+
+    rows: slice
+    input_ids: "object"
+    pool_weights: "object"
+    n_tokens: int
+
+
+def ordered_words(words_df: pd.DataFrame) -> pd.DataFrame:
+    """The words table in output order: runs by first appearance, words by ``word_index``."""
+    if len(words_df) == 0:
+        raise InputError("the stimulus has no words")
+    run_order = {run: i for i, run in enumerate(pd.unique(words_df["run"]))}
+    keys = words_df["run"].map(run_order)
+    return words_df.assign(_run_order=keys).sort_values(["_run_order", "word_index"], kind="stable").drop(
+        columns="_run_order"
+    ).reset_index(drop=True)
+
+
+def tokenize_run(tokenizer, words_df: pd.DataFrame, run: str) -> RunTokens:
+    """Tokenize one run and find each word's tokens from the offset mapping.
+
+    A token belongs to every word whose character span it overlaps. Raises InputError when
+    a word gets no token (e.g. an empty or whitespace-only word) or when the words do not
+    spell the run text.
+    """
+    from brainphase.stimuli import run_text
+
+    text, char_spans = run_text(words_df, run)
+    words = words_df.loc[words_df["run"] == run].sort_values("word_index")["word"].tolist()
+    for word, (start, end) in zip(words, char_spans):
+        if text[start:end] != word:
+            raise InputError(f"run {run!r}: word {word!r} is not at its place in the run text ({start}:{end})")
+    encoding = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+    token_ids = np.asarray(encoding["input_ids"], dtype=np.int64)
+    offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    first = np.empty(len(words), dtype=np.int64)
+    last = np.empty(len(words), dtype=np.int64)
+    for i, (start, end) in enumerate(char_spans):
+        overlapping = np.flatnonzero((offsets[:, 0] < end) & (offsets[:, 1] > start))
+        if overlapping.size == 0:
+            raise InputError(
+                f"run {run!r}, word {i} ({words[i]!r}): no token covers this word in the run text; "
+                "remove empty or whitespace-only words from the stimulus"
+            )
+        first[i], last[i] = overlapping[0], overlapping[-1]
+    shared = int(np.sum(first[1:] <= last[:-1]))
+    if shared:
+        log.warning("run %r: %d words share a token with the previous word", run, shared)
+    return RunTokens(token_ids=token_ids, first_token=first, last_token=last)
+
+
+def iter_word_batches(
+    runs: list[RunTokens], context_tokens: int, pooling: str, batch_size: int
+) -> Iterator[WordBatch]:
+    """Yield the batches (:class:`WordBatch`) of all words of ``runs``, in order.
+
+    Parameters
+    ----------
+    runs : list of RunTokens
+        In the order of :func:`ordered_words`.
+    context_tokens : int
+        Maximum window length (tokens), ending at each word's last token.
+    pooling : {"last", "mean"}
+    batch_size : int
+        Words per batch.
+    """
+    import torch
+
+    if pooling not in POOLINGS:
+        raise InputError(f"--pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
+    jobs = [(r, w) for r, run in enumerate(runs) for w in range(len(run.last_token))]
+    for begin in range(0, len(jobs), batch_size):
+        batch = jobs[begin : begin + batch_size]
+        windows, weights = [], []
+        for r, w in batch:
+            run = runs[r]
+            last = int(run.last_token[w])
+            start = max(0, last - context_tokens + 1)
+            windows.append(run.token_ids[start : last + 1])
+            pooled = np.zeros(last + 1 - start, dtype=np.float32)
+            if pooling == "last":
+                pooled[-1] = 1.0
+            else:
+                first = max(int(run.first_token[w]), start)
+                pooled[first - start :] = 1.0 / (last + 1 - first)
+            weights.append(pooled)
+        width = max(len(x) for x in windows)
+        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        pool_weights = torch.zeros((len(batch), width), dtype=torch.float32)
+        for i, (ids, pooled) in enumerate(zip(windows, weights)):
+            input_ids[i, : len(ids)] = torch.from_numpy(ids)
+            pool_weights[i, : len(pooled)] = torch.from_numpy(pooled)
+        yield WordBatch(
+            rows=slice(begin, begin + len(batch)),
+            input_ids=input_ids,
+            pool_weights=pool_weights,
+            n_tokens=sum(len(x) for x in windows),
+        )
+
+
+def word_vectors(model, input_ids, pool_weights):
+    """Pooled hidden states of every layer for one batch of word windows.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        Causal LM (its base model is run; the LM head is not needed).
+    input_ids : torch.LongTensor, shape (n_batch, window)
+    pool_weights : torch.Tensor, shape (n_batch, window)
+
+    Returns
+    -------
+    torch.Tensor, shape (n_layers + 1, n_batch, d_model), float32, on the model's device
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    weights = pool_weights.to(device, torch.float32, non_blocking=True)
+    with torch.inference_mode():
+        out = model.base_model(input_ids=input_ids.to(device, non_blocking=True), output_hidden_states=True)
+        return torch.stack([torch.einsum("bl,bld->bd", weights, h.float()) for h in out.hidden_states])
+
+
+def effective_context(context_tokens: int, max_positions: int) -> int:
+    """``context_tokens`` clamped to the model's maximum positions (logged when clamped)."""
+    if context_tokens < 1:
+        raise InputError(f"--context-tokens must be >= 1, got {context_tokens}")
+    if context_tokens > max_positions:
+        log.warning("context of %d tokens exceeds the model's %d positions; using %d", context_tokens, max_positions, max_positions)
+        return max_positions
+    return context_tokens
+
+
+def extract_activations(
+    checkpoint,
+    words_df: pd.DataFrame,
+    out_path: str | os.PathLike,
+    context_tokens: int = 256,
+    pooling: str = "last",
+    batch_size: int = 32,
+    storage_dtype: str = "float32",
+    provenance_attrs: dict | None = None,
+) -> None:
+    """Write the activations file of one checkpoint (layout: ``docs/hdf5_layout.md``).
+
+    Parameters
+    ----------
+    checkpoint : brainphase.models.checkpoints.Checkpoint
+    words_df : DataFrame
+        Stimulus table (run, word_index, word, onset, offset); stored in output order
+        (:func:`ordered_words`), row-aligned with ``/layer_{i}``, shape (n_words, d_model).
+    out_path : path
+        Written atomically: nothing appears there on error.
+    context_tokens : int
+        Window length in tokens, clamped to the model's maximum positions.
+    pooling : {"last", "mean"}
+    batch_size : int
+        Words per forward pass.
+    storage_dtype : {"float32", "float16"}
+    provenance_attrs : dict, optional
+        Root attributes (:func:`brainphase.io.provenance`); they override the checkpoint's
+        model attributes (e.g. a ``model_id`` label).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from brainphase.models.checkpoints import model_attrs
+
+    if storage_dtype not in STORAGE_DTYPES:
+        raise InputError(f"--storage-dtype {storage_dtype!r}: choose one of {', '.join(STORAGE_DTYPES)}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+    info = checkpoint.info
+    context = effective_context(int(context_tokens), info["max_positions"])
+    words = ordered_words(words_df)
+    runs = [tokenize_run(checkpoint.tokenizer, words, run) for run in pd.unique(words["run"])]
+    n_words, d_model, n_hidden = len(words), info["d_model"], info["n_layers"] + 1
+    n_cut = sum(int(np.sum(r.last_token - r.first_token + 1 > context)) for r in runs)
+    if n_cut and pooling == "mean":
+        log.warning("%d words have more tokens than the %d-token context; their mean uses the last %d", n_cut, context, context)
+    log.info(
+        "extracting %d words (%d runs, %d tokens) x %d layers, context %d, pooling %s",
+        n_words, len(runs), sum(len(r.token_ids) for r in runs), n_hidden, context, pooling,
+    )
+    attrs = {
+        **model_attrs(info),
+        **(provenance_attrs or {}),
+        "n_layers": n_hidden,
+        "n_blocks": info["n_layers"],
+        "d_model": d_model,
+        "context_tokens": context,
+        "context_tokens_requested": int(context_tokens),
+        "pooling": pooling,
+        "dtype": storage_dtype,
+        "compute_dtype": info["dtype"],
+        "device": info["device"],
+    }
+    chunk_rows = max(1, min(n_words, _CHUNK_BYTES // (d_model * np.dtype(storage_dtype).itemsize)))
+    with atomic_h5(out_path, attrs) as handle:
+        _write_words(handle, words)
+        layers = [
+            handle.create_dataset(f"layer_{i}", shape=(n_words, d_model), dtype=storage_dtype, chunks=(chunk_rows, d_model))
+            for i in range(n_hidden)
+        ]
+        batches = iter_word_batches(runs, context, pooling, batch_size)
+        total = -(-n_words // batch_size)
+        for batch in tqdm(batches, total=total, desc="extract", unit="batch", leave=False):
+            vectors = word_vectors(checkpoint.model, batch.input_ids, batch.pool_weights)
+            if not bool(torch.isfinite(vectors).all()):
+                raise InputError(f"{info['source']} ({info['revision']}): the model produced non-finite hidden states")
+            stored = vectors.cpu().numpy().astype(storage_dtype, copy=False)
+            if storage_dtype == "float16" and not np.isfinite(stored).all():
+                raise InputError(f"hidden states of {info['source']} overflow float16; use --storage-dtype float32")
+            for layer, values in zip(layers, stored):
+                layer[batch.rows] = values
+    log.info("wrote %s: %d words x %d layers x %d dims (%s)", out_path, n_words, n_hidden, d_model, storage_dtype)
+
+
+def _write_words(handle, words: pd.DataFrame) -> None:
+    group = handle.create_group("words")
+    group.create_dataset("run", data=string_array(words["run"].astype(str)))
+    group.create_dataset("word_index", data=words["word_index"].to_numpy(np.int64))
+    group.create_dataset("word", data=string_array(words["word"].astype(str)))
+    group.create_dataset("onset", data=words["onset"].to_numpy(np.float64))
+    group.create_dataset("offset", data=words["offset"].to_numpy(np.float64))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``brainphase extract``."""
+    from brainphase.models.checkpoints import add_checkpoint_arguments
+
+    add_checkpoint_arguments(parser)
+    parser.add_argument("--stimulus", required=True, help="stimulus words (TSV, TextGrid or folder of TextGrids)")
+    parser.add_argument("--out", required=True, help="output activations .h5")
+    parser.add_argument("--context-tokens", type=int, default=256, help="causal window per word, in tokens")
+    parser.add_argument("--pooling", choices=POOLINGS, default="last", help="pooling over a word's tokens")
+    parser.add_argument("--batch-size", type=int, default=32, help="words per forward pass")
+    parser.add_argument("--storage-dtype", choices=STORAGE_DTYPES, default="float32")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run ``brainphase extract``."""
+    from brainphase.models.checkpoints import cli_model_attrs, load_checkpoint
+    from brainphase.stimuli import read_stimulus
+
+    words = read_stimulus(args.stimulus)
+    checkpoint = load_checkpoint(args.model, revision=args.revision, device=args.device)
+    attrs = provenance("extract", args, [args.stimulus], **cli_model_attrs(checkpoint.info, args))
+    extract_activations(
+        checkpoint,
+        words,
+        args.out,
+        context_tokens=args.context_tokens,
+        pooling=args.pooling,
+        batch_size=args.batch_size,
+        storage_dtype=args.storage_dtype,
+        provenance_attrs=attrs,
+    )

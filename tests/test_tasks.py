@@ -1,0 +1,127 @@
+"""`brainphase tasks`: metrics against a planted model, HF's own loss and a numpy re-computation."""
+
+import h5py
+import numpy as np
+import pytest
+import scipy.special
+import torch
+
+from _models import build_model, tiny_checkpoint, tiny_tokenizer_dir, SENTENCES  # noqa: F401
+from brainphase import cli
+from brainphase.io import read_attrs
+from brainphase.tasks import METRICS, evaluate, token_windows
+
+VOCAB = 97
+
+
+def random_windows(seed, n_windows=5, seq_len=16):
+    rng = np.random.default_rng(seed)
+    windows = [rng.integers(0, VOCAB, seq_len) for _ in range(n_windows)]
+    return windows + [rng.integers(0, VOCAB, 7)]  # a shorter last window
+
+
+def test_token_windows():
+    ids = np.arange(23)
+    windows = token_windows(ids, seq_len=5, max_tokens=21)
+    assert [len(w) for w in windows] == [5, 5, 5, 5]  # the 21st token alone is no window
+    np.testing.assert_array_equal(np.concatenate(windows), np.arange(20))
+    assert [len(w) for w in token_windows(ids, 5, 100)] == [5, 5, 5, 5, 3]
+
+
+def test_planted_model_gives_closed_form_metrics():
+    """A model that always predicts token k with logit a (all others 0)."""
+    model = build_model(VOCAB, seed=1)
+    k, a, j = 11, 3.0, 5
+    with torch.no_grad():
+        model.gpt_neox.final_layer_norm.weight.zero_()
+        model.gpt_neox.final_layer_norm.bias.zero_()
+        model.gpt_neox.final_layer_norm.bias[j] = 1.0
+        model.get_output_embeddings().weight.zero_()
+        model.get_output_embeddings().weight[k, j] = a
+    rng = np.random.default_rng(0)
+    windows = [np.where(rng.random(12) < 0.4, k, rng.integers(0, VOCAB, 12)) for _ in range(4)] + [np.array([k, 3, k])]
+    targets = np.concatenate([w[1:] for w in windows])
+    hit = targets == k
+    assert 0 < hit.mean() < 1
+    z = np.exp(a) + VOCAB - 1
+    p_k, p_other = np.exp(a) / z, 1 / z
+    p_target = np.where(hit, p_k, p_other)
+    sum_sq = p_k**2 + (VOCAB - 1) * p_other**2
+    expected = {
+        "next_token_accuracy": hit.mean(),
+        "loss": np.mean(-np.log(p_target)),
+        "target_prob": p_target.mean(),
+        "brier": np.mean(sum_sq - 2 * p_target + 1),
+    }
+    results = evaluate(model, windows, batch_size=2)
+    assert results["n_targets"] == len(targets)
+    for name, value in expected.items():
+        assert results[name] == pytest.approx(value, rel=1e-5), name
+
+
+def test_loss_equals_hugging_face_labels_loss():
+    model = build_model(VOCAB, seed=2)
+    windows = random_windows(3)
+    width = max(len(w) for w in windows)
+    input_ids = torch.zeros((len(windows), width), dtype=torch.long)
+    labels = torch.full((len(windows), width), -100, dtype=torch.long)
+    for i, w in enumerate(windows):
+        input_ids[i, : len(w)] = torch.from_numpy(w)
+        labels[i, : len(w)] = torch.from_numpy(w)
+    with torch.no_grad():
+        hf_loss = model(input_ids=input_ids, labels=labels).loss.item()
+    results = evaluate(model, windows, batch_size=4)  # two batches of unequal token counts
+    assert results["loss"] == pytest.approx(hf_loss, rel=1e-5)
+
+
+def test_metrics_equal_a_numpy_recomputation():
+    model = build_model(VOCAB, seed=4)
+    windows = random_windows(5, n_windows=3, seq_len=9)
+    per_target = {m.name: [] for m in METRICS}
+    for w in windows:  # one unpadded call per window
+        with torch.no_grad():
+            logits = model(torch.from_numpy(w)[None]).logits[0, :-1].double().numpy()
+        probs = scipy.special.softmax(logits, axis=1)
+        target = w[1:]
+        p_target = probs[np.arange(len(target)), target]
+        onehot = np.eye(VOCAB)[target]
+        per_target["next_token_accuracy"] += list(probs.argmax(axis=1) == target)
+        per_target["loss"] += list(-np.log(p_target))
+        per_target["target_prob"] += list(p_target)
+        per_target["brier"] += list(((probs - onehot) ** 2).sum(axis=1))
+    results = evaluate(model, windows, batch_size=2)
+    for name, values in per_target.items():
+        assert results[name] == pytest.approx(np.mean(values), rel=1e-5, abs=1e-7), name
+
+
+def test_cli_tasks_writes_metrics(tiny_checkpoint, tmp_path, capsys):
+    from brainphase.models.checkpoints import load_checkpoint
+
+    text = tmp_path / "valid.txt"
+    text.write_text("\n".join(SENTENCES * 3), encoding="utf-8")
+    out = tmp_path / "tasks" / "step16.h5"
+    args = ["tasks", "--model", str(tiny_checkpoint), "--text", str(text), "--out", str(out), "--device", "cpu",
+            "--max-tokens", "300", "--seq-len", "100", "--model-id", "label", "--seed", "4"]
+    assert cli.main(args) == 0
+    checkpoint = load_checkpoint(tiny_checkpoint, device="cpu")
+    ids = checkpoint.tokenizer(text.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
+    expected = evaluate(checkpoint.model, token_windows(ids, 64, 300), batch_size=1)  # seq-len clamped to 64
+    with h5py.File(out, "r") as handle:
+        for metric in METRICS:
+            dataset = handle[f"metrics/{metric.name}"]
+            assert dataset.shape == () and dataset.dtype == np.float64
+            assert dataset[()] == pytest.approx(expected[metric.name], rel=1e-6)
+            assert bool(dataset.attrs["higher_is_better"]) == metric.higher_is_better
+            assert dataset.attrs["kind"] == metric.kind
+    attrs = read_attrs(out)
+    assert (attrs["stage"], attrs["model_id"], attrs["seed"], attrs["step"]) == ("tasks", "label", 4, 16)
+    assert (attrs["seq_len"], attrs["n_targets"]) == (64, expected["n_targets"])
+    assert expected["n_targets"] == 300 - 5  # 64+64+64+64+44 tokens, one untargeted per window
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    bad_out = tmp_path / "bad.h5"
+    args = ["tasks", "--model", str(tiny_checkpoint), "--text", str(empty), "--out", str(bad_out), "--device", "cpu"]
+    assert cli.main(args) == 2
+    assert "empty.txt: the held-out text is empty" in capsys.readouterr().err
+    assert not bad_out.exists()

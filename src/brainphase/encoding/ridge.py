@@ -1,0 +1,589 @@
+"""Ridge regression with the penalty chosen per target by run-grouped cross-validation.
+
+:class:`RidgeCV` follows scikit-learn's estimator contract (``fit`` / ``predict`` /
+``score``, ``get_params``, ``clone``). It solves, for every target ``y`` and alpha,
+
+    (X^T X + alpha I) w = X^T y,
+
+the same system as himalaya's ``RidgeCV`` (penalty not scaled by the number of samples).
+Per cross-validation fold, *one* eigendecomposition of the training features serves all
+alphas and all targets:
+
+* primal form (n_features <= n_samples): ``X^T X = V diag(lam) V^T``, so
+  ``w = V diag(1 / (lam + alpha)) (X V)^T y``;
+* kernel (dual) form (n_features > n_samples): ``X X^T = U diag(lam) U^T``, so
+  ``w = X^T U diag(1 / (lam + alpha)) U^T y``.
+
+Both are ``w = R diag(1 / (lam + alpha)) M^T y`` with ``(M, R) = (X V, V)`` or
+``(U, X^T U)``, and validation predictions are ``(X_val R) diag(1 / (lam + alpha)) M^T y``.
+The Gram / kernel matrix is formed and diagonalised in float64 (cheap: it does not grow
+with the number of targets); everything that grows with targets runs in ``dtype``
+(float32 by default) in chunks of targets, so memory is bounded whatever the voxel count.
+
+Folds are grouped: by default leave-one-group-out over ``groups`` (one group = one run or
+story), so a run never contributes to both the training and the validation part of a fold.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+from sklearn.utils.validation import check_is_fitted
+
+from brainphase.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+#: default alpha grid: 10^0 .. 10^6 in half-decade steps (13 values)
+DEFAULT_ALPHAS: tuple[float, ...] = tuple(np.logspace(0, 6, 13).tolist())
+#: auto chunking keeps the per-chunk working set near this many floats (128 MiB in float32)
+CHUNK_BUDGET_FLOATS = 1 << 25
+
+
+def auto_chunk_size(n_samples: int, n_features: int, n_alphas: int, max_val: int) -> int:
+    """Targets per chunk so that a chunk's buffers hold about :data:`CHUNK_BUDGET_FLOATS` floats.
+
+    A chunk of ``c`` targets holds its responses, a fold's training and validation rows, the
+    projected targets, the stacked validation predictions of all alphas and the refit
+    coefficients: ``c * (n_alphas * max_val + 2 * n_samples + 2 * max(n_features, n_samples))``.
+    """
+    per_target = n_alphas * max_val + 2 * n_samples + 2 * max(n_features, n_samples)
+    return max(1, CHUNK_BUDGET_FLOATS // per_target)
+SOLVERS = ("auto", "primal", "dual")
+BACKENDS = ("numpy", "torch")
+
+
+# ---------------------------------------------------------------------------- backends
+class _NumpyOps:
+    """Array operations on numpy (CPU)."""
+
+    name = "numpy"
+    xp = np
+    float64_dtype = np.float64
+
+    def __init__(self, dtype: str):
+        self.dtype = np.dtype(dtype)
+
+    def asarray(self, array: Any, dtype: Any = None) -> np.ndarray:
+        return np.ascontiguousarray(array, dtype=self.dtype if dtype is None else dtype)
+
+    def index(self, indices: np.ndarray) -> np.ndarray:
+        return indices
+
+    def eigh64(self, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.linalg.eigh(matrix.astype(np.float64, copy=False))
+
+    def float64(self, array: np.ndarray) -> np.ndarray:
+        return array.astype(np.float64, copy=False)
+
+    def cast(self, array: np.ndarray) -> np.ndarray:
+        return array.astype(self.dtype, copy=False)
+
+    def numpy(self, array: np.ndarray) -> np.ndarray:
+        return np.asarray(array)
+
+    def empty(self, size: int) -> np.ndarray:
+        return np.empty(size, dtype=self.dtype)
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return np.matmul(a, b, out=out)
+
+    def take_rows(self, array: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        # mode="clip" avoids the buffered copy that mode="raise" makes with out= (indices are checked upstream)
+        return np.take(array, rows, axis=0, out=out, mode="clip")
+
+    def load(self, source: np.ndarray, out: np.ndarray) -> np.ndarray:
+        np.copyto(out, source, casting="same_kind")
+        return out
+
+    def all_finite(self, array: np.ndarray) -> bool:
+        return bool(np.isfinite(array.sum(0)).all())
+
+
+class _TorchOps:
+    """Array operations on torch (CUDA when available, else CPU)."""
+
+    name = "torch"
+
+    def __init__(self, dtype: str, device: str | None):
+        import torch
+
+        self.torch = self.xp = torch
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = getattr(torch, np.dtype(dtype).name)
+        self.float64_dtype = torch.float64
+
+    def asarray(self, array: Any, dtype: Any = None):
+        if isinstance(array, np.ndarray):
+            array = np.ascontiguousarray(array)
+        return self.torch.as_tensor(array, dtype=self.dtype if dtype is None else dtype, device=self.device)
+
+    def index(self, indices: np.ndarray):
+        return self.torch.as_tensor(indices, dtype=self.torch.long, device=self.device)
+
+    def eigh64(self, matrix):
+        return self.torch.linalg.eigh(matrix.double())
+
+    def float64(self, array):
+        return array.double()
+
+    def cast(self, array):
+        return array.to(self.dtype)
+
+    def numpy(self, array) -> np.ndarray:
+        return array.detach().cpu().numpy()
+
+    def empty(self, size: int):
+        return self.torch.empty(size, dtype=self.dtype, device=self.device)
+
+    def matmul(self, a, b, out):
+        return self.torch.matmul(a, b, out=out)
+
+    def take_rows(self, array, rows, out):
+        return self.torch.index_select(array, 0, rows, out=out)
+
+    def load(self, source: np.ndarray, out):
+        out.copy_(self.torch.from_numpy(np.ascontiguousarray(source)))
+        return out
+
+    def all_finite(self, array) -> bool:
+        return bool(self.torch.isfinite(array.sum(0)).all())
+
+
+def _ops(backend: str, dtype: str, device: str | None):
+    if backend == "numpy":
+        if device not in (None, "cpu"):
+            raise InputError(f"backend 'numpy' runs on the CPU only (device={device!r}); use backend 'torch'")
+        return _NumpyOps(dtype)
+    if backend == "torch":
+        return _TorchOps(dtype, device)
+    raise InputError(f"backend {backend!r} is not one of {BACKENDS}")
+
+
+# ---------------------------------------------------------------------------- core math
+class _Spectral:
+    """One decomposition of a (centred) training matrix: ``w = R diag(1/(lam+alpha)) M^T y``.
+
+    Attributes
+    ----------
+    M : array of shape (n_samples, rank)
+    R : array of shape (n_features, rank)
+    lam : array of shape (rank,), float64, clipped at 0
+    """
+
+    def __init__(self, X, ops, form: str):
+        X64 = ops.float64(X)
+        if form == "primal":
+            lam, V = ops.eigh64(X64.T @ X64)
+            self.R = ops.cast(V)
+            self.M = X @ self.R
+        else:
+            lam, U = ops.eigh64(X64 @ X64.T)
+            self.M = ops.cast(U)
+            self.R = X.T @ self.M
+        # eigenvalues of a Gram matrix are >= 0; round-off can make the smallest slightly negative
+        self.lam = lam.clip(min=0)
+
+    def shrink(self, alphas: np.ndarray, ops):
+        """``1 / (lam + alpha)`` for each alpha (float64 array), shape (n_alphas, rank), working dtype."""
+        alphas = ops.asarray(alphas, dtype=ops.float64_dtype)
+        return ops.cast(1.0 / (self.lam[None, :] + alphas[:, None]))
+
+    def shrink_targets(self, alphas: np.ndarray, ops, out):
+        """``1 / (lam + alpha_j)`` for each target's alpha, written into ``out`` of shape (rank, n_targets)."""
+        ops.xp.add(ops.cast(self.lam)[:, None], ops.asarray(alphas)[None, :], out=out)
+        return ops.xp.reciprocal(out, out=out)
+
+
+class _Workspace:
+    """Reusable flat buffers: big temporaries are allocated once per fit, not per chunk.
+
+    (Fresh multi-MiB arrays are mmap-ed and page-faulted on every allocation, which costs
+    a third of the GEMM time of a chunk.)
+    """
+
+    def __init__(self, ops):
+        self.ops = ops
+        self.buffers: dict[str, Any] = {}
+
+    def get(self, name: str, shape: tuple[int, ...]):
+        size = int(np.prod(shape))
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.shape[0] < size:
+            buffer = self.buffers[name] = self.ops.empty(size)
+        return buffer[:size].reshape(shape)
+
+
+def _form(solver: str, n_samples: int, n_features: int) -> str:
+    if solver == "auto":
+        return "dual" if n_features > n_samples else "primal"
+    return solver
+
+
+def _r2_columns(residual_ss, y_val):
+    """R^2 = 1 - SSE / SST per column; columns with SST == 0 score 0. Shapes (..., c), (n, c)."""
+    centred = y_val - y_val.mean(0)
+    total_ss = (centred * centred).sum(0)
+    constant = total_ss == 0
+    safe = total_ss + constant
+    return 1.0 - residual_ss / safe * (~constant), int(constant.sum())
+
+
+# ---------------------------------------------------------------------------- CV splits
+def grouped_splits(
+    n_samples: int, groups: np.ndarray | None, cv: Any = None, X: Any = None, Y: Any = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Cross-validation splits that never put a group in both training and validation.
+
+    Parameters
+    ----------
+    n_samples : int
+    groups : ndarray of shape (n_samples,) or None
+        Run (story) label of each sample.
+    cv : None, int, splitter, or iterable of (train, validation) index arrays
+        ``None``: leave-one-group-out; ``int k``: ``GroupKFold(k)``; a scikit-learn splitter
+        (``split(X, Y, groups)``); or explicit index pairs.
+
+    Returns
+    -------
+    list of (train, validation) int arrays
+
+    Raises
+    ------
+    InputError
+        No groups where the splitter needs them, a single group, fewer samples than folds,
+        an empty part, an index out of range, or a group in both parts of a fold.
+    """
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (n_samples,):
+            raise InputError(f"groups has shape {groups.shape} but X has {n_samples} samples; give one run label per sample")
+        unique = np.unique(groups)
+        if len(unique) < 2:
+            raise InputError(
+                f"groups: all {n_samples} samples belong to one run ({unique[0]!r} if any); "
+                "run-grouped cross-validation needs at least 2 runs"
+            )
+    if cv is None or isinstance(cv, (int, np.integer)):
+        if groups is None:
+            raise InputError("groups is required: give the run (story) label of each sample so folds are grouped by run")
+        if cv is not None:
+            if cv > n_samples:
+                raise InputError(f"cv={cv} folds but only {n_samples} samples")
+            if cv > len(unique):
+                raise InputError(f"cv={cv} folds but only {len(unique)} runs in groups; use at most {len(unique)} folds")
+            cv = GroupKFold(n_splits=int(cv))
+        else:
+            cv = LeaveOneGroupOut()
+    if hasattr(cv, "split"):
+        n_splits = cv.get_n_splits(X, Y, groups) if hasattr(cv, "get_n_splits") else None
+        if n_splits is not None and n_splits > n_samples:
+            raise InputError(f"{n_splits} folds but only {n_samples} samples")
+        splits = [(np.asarray(tr), np.asarray(va)) for tr, va in cv.split(np.zeros((n_samples, 1)), None, groups)]
+    else:
+        splits = [(np.asarray(tr), np.asarray(va)) for tr, va in cv]
+    if len(splits) < 2:
+        raise InputError(f"cross-validation gave {len(splits)} fold(s) for {n_samples} samples; need at least 2")
+    for k, (train, val) in enumerate(splits):
+        if len(train) == 0 or len(val) == 0:
+            raise InputError(f"fold {k}: empty training ({len(train)}) or validation ({len(val)}) part")
+        if max(train.max(), val.max()) >= n_samples or min(train.min(), val.min()) < 0:
+            raise InputError(f"fold {k}: sample index outside 0..{n_samples - 1}")
+        if groups is not None:
+            leaked = np.intersect1d(groups[train], groups[val])
+            if len(leaked):
+                raise InputError(
+                    f"fold {k}: runs {leaked.tolist()} are in both training and validation; "
+                    "use a group-aware splitter (default: leave-one-run-out)"
+                )
+    return splits
+
+
+def _check_X(X, name: str = "X") -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise InputError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise InputError(f"{name} of shape {X.shape} has non-numeric dtype {X.dtype}")
+    bad = X.size - int(np.isfinite(X).sum())
+    if bad:
+        raise InputError(f"{name} of shape {X.shape} contains {bad} NaN/inf values; remove or impute them first")
+    return X
+
+
+# ---------------------------------------------------------------------------- estimator
+class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
+    """Ridge regression, alpha chosen per target by run-grouped cross-validation.
+
+    Solves ``(X^T X + alpha I) w = X^T y`` for every target (as himalaya; alpha is not
+    scaled by the number of samples). For each fold one eigendecomposition of the training
+    features (primal ``X^T X`` or, when features outnumber samples, the kernel ``X X^T``)
+    gives the solutions for every alpha and every target. The validation score is R^2 on
+    the held-out fold, averaged over folds; each target keeps the alpha with the best mean
+    score (exact ties go to the larger alpha). Coefficients are then refit on all samples
+    with each target's alpha.
+
+    Intercept: with ``fit_intercept=True`` features and targets are centred on the mean of
+    the training part of each fold (and of all samples for the refit); the intercept is
+    ``mean(Y) - mean(X) @ coef_``. No penalty applies to it.
+
+    Parameters
+    ----------
+    alphas : sequence of float, shape (n_alphas,)
+        Penalties to try (> 0), typically log-spaced.
+    cv : None, int, scikit-learn splitter or iterable of (train, validation) index arrays
+        ``None`` (default): leave-one-group-out over ``groups``; ``int k``:
+        ``GroupKFold(k)``. Any splitter is checked: no group may be on both sides of a fold.
+    fit_intercept : bool
+        Centre features and targets (see above).
+    backend : {"numpy", "torch"}
+        ``"torch"`` runs on ``device`` (CUDA when available by default).
+    device : str or None
+        Torch device; ``None`` picks CUDA when available, else CPU.
+    dtype : {"float32", "float64"}
+        Working precision of everything that scales with the number of targets. (bf16 is not
+        offered: ridge solutions need float32 accuracy.)
+    chunk_size : int or None
+        Targets processed at once; ``None`` sizes chunks to about 128 MiB of working memory.
+    solver : {"auto", "primal", "dual"}
+        ``"auto"`` uses the kernel (dual) form when features outnumber training samples.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features, n_targets) or (n_features,)
+    intercept_ : ndarray of shape (n_targets,) or float
+    best_alphas_ : ndarray of shape (n_targets,) or float
+    cv_scores_ : ndarray of shape (n_alphas, n_targets)
+        Validation R^2 of each alpha, averaged over folds.
+    splits_ : list of (train, validation) index arrays
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        alphas: Sequence[float] = DEFAULT_ALPHAS,
+        cv: Any = None,
+        fit_intercept: bool = True,
+        backend: str = "numpy",
+        device: str | None = None,
+        dtype: str = "float32",
+        chunk_size: int | None = None,
+        solver: str = "auto",
+    ):
+        self.alphas = alphas
+        self.cv = cv
+        self.fit_intercept = fit_intercept
+        self.backend = backend
+        self.device = device
+        self.dtype = dtype
+        self.chunk_size = chunk_size
+        self.solver = solver
+
+    # -------------------------------------------------------------- helpers
+    def _chunks(self, n_targets: int, auto_size: int) -> Iterable[slice]:
+        size = self.chunk_size or auto_size
+        for start in range(0, n_targets, size):
+            yield slice(start, min(start + size, n_targets))
+
+    def _validate(self, X, Y):
+        if self.solver not in SOLVERS:
+            raise InputError(f"solver {self.solver!r} is not one of {SOLVERS}")
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"dtype {self.dtype!r} is not 'float32' or 'float64'")
+        if self.chunk_size is not None and (not isinstance(self.chunk_size, (int, np.integer)) or self.chunk_size < 1):
+            raise InputError(f"chunk_size must be a positive integer or None (got {self.chunk_size!r})")
+        alphas = np.asarray(self.alphas, dtype=np.float64).ravel()
+        if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
+            raise InputError(f"alphas must be finite and > 0, got {alphas.tolist()}")
+        X = _check_X(X)
+        Y = np.asarray(Y)
+        if Y.ndim not in (1, 2):
+            raise InputError(f"Y must be 1-D or 2-D (n_samples, n_targets), got shape {Y.shape}")
+        if Y.shape[0] != X.shape[0]:
+            raise InputError(
+                f"X has shape {X.shape} but Y has shape {Y.shape}: they need the same number of samples (rows)"
+            )
+        return X, Y, alphas
+
+    # -------------------------------------------------------------- API
+    def fit(self, X, Y, groups=None) -> "RidgeCV":
+        """Choose alpha per target by grouped cross-validation, then refit on all samples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        Y : array-like of shape (n_samples, n_targets) or (n_samples,)
+        groups : array-like of shape (n_samples,)
+            Run (story) label of each sample; required unless ``cv`` gives explicit splits.
+
+        Returns
+        -------
+        self
+        """
+        X, Y, alphas = self._validate(X, Y)
+        ravel = Y.ndim == 1
+        Y2 = Y[:, None] if ravel else Y
+        n_samples, n_features = X.shape
+        n_targets = Y2.shape[1]
+        splits = grouped_splits(n_samples, groups, self.cv, X, Y2)
+        ops = _ops(self.backend, self.dtype, self.device)
+        X_dev = ops.asarray(X)
+
+        folds = []
+        for train, val in splits:
+            train_i, val_i = ops.index(train), ops.index(val)
+            X_train, X_val = X_dev[train_i], X_dev[val_i]
+            if self.fit_intercept:
+                x_mean = X_train.mean(0)
+                X_train, X_val = X_train - x_mean, X_val - x_mean
+            spectral = _Spectral(X_train, ops, _form(self.solver, len(train), n_features))
+            shrink = spectral.shrink(alphas, ops)  # (n_alphas, rank)
+            # validation "hat" factors for all alphas stacked: (n_alphas * n_val, rank)
+            hat = ((X_val @ spectral.R)[None, :, :] * shrink[:, None, :]).reshape(-1, shrink.shape[1])
+            folds.append((train_i, val_i, spectral.M, hat))
+        x_mean = X_dev.mean(0) if self.fit_intercept else None
+        full = _Spectral(X_dev - x_mean if self.fit_intercept else X_dev, ops, _form(self.solver, n_samples, n_features))
+
+        n_alphas = len(alphas)
+        max_val = max(len(v) for _, v in splits)
+        order = np.argsort(alphas)[::-1]  # argmax over this order: exact ties go to the larger alpha
+        scores = np.zeros((n_alphas, n_targets))
+        best_alphas = np.empty(n_targets)
+        coef = np.empty((n_features, n_targets), dtype=self.dtype)
+        intercept = np.zeros(n_targets, dtype=self.dtype)
+        n_constant = 0
+        work = _Workspace(ops)
+        for chunk in self._chunks(n_targets, auto_chunk_size(n_samples, n_features, n_alphas, max_val)):
+            width = chunk.stop - chunk.start
+            Y_dev = ops.load(Y2[:, chunk], work.get("Y", (n_samples, width)))
+            if not ops.all_finite(Y_dev):
+                raise InputError(
+                    f"Y of shape {Y2.shape} contains NaN/inf values (in targets {chunk.start}..{chunk.stop - 1})"
+                )
+            for train_i, val_i, M, hat in folds:
+                y_train = ops.take_rows(Y_dev, train_i, work.get("train", (len(train_i), width)))
+                y_val = ops.take_rows(Y_dev, val_i, work.get("val", (len(val_i), width)))
+                if self.fit_intercept:
+                    y_mean = y_train.mean(0)
+                    y_train -= y_mean
+                    y_val -= y_mean
+                projected = ops.matmul(M.T, y_train, work.get("projected", (M.shape[1], width)))
+                residual = ops.matmul(hat, projected, work.get("predicted", (hat.shape[0], width)))
+                residual = residual.reshape(n_alphas, len(val_i), width)
+                residual -= y_val[None]
+                residual *= residual
+                r2, constant = _r2_columns(residual.sum(1), y_val)
+                n_constant += constant
+                scores[:, chunk] += ops.numpy(r2)
+            scores[:, chunk] /= len(splits)
+            best_alphas[chunk] = alphas[order[np.argmax(scores[order, chunk], axis=0)]]
+            # refit this chunk on all samples with each target's alpha
+            if self.fit_intercept:
+                y_mean = Y_dev.mean(0)
+                Y_dev -= y_mean
+            projected = ops.matmul(full.M.T, Y_dev, work.get("projected", (full.M.shape[1], width)))
+            projected *= full.shrink_targets(best_alphas[chunk], ops, work.get("shrink", (full.M.shape[1], width)))
+            w = ops.matmul(full.R, projected, work.get("coef", (n_features, width)))
+            coef[:, chunk] = ops.numpy(w)
+            if self.fit_intercept:
+                intercept[chunk] = ops.numpy(y_mean - x_mean @ w)
+        if n_constant:
+            logger.warning("%d (fold, target) pairs had constant validation targets; their R^2 was set to 0", n_constant)
+        self.cv_scores_, self.splits_, self.n_features_in_ = scores, splits, n_features
+        if ravel:
+            self.coef_, self.intercept_, self.best_alphas_ = coef[:, 0], float(intercept[0]), float(best_alphas[0])
+        else:
+            self.coef_, self.intercept_, self.best_alphas_ = coef, intercept, best_alphas
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Predict targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_targets) or (n_samples,)
+        """
+        check_is_fitted(self, "coef_")
+        X = _check_X(X)
+        if X.shape[1] != self.n_features_in_:
+            raise InputError(f"X has shape {X.shape} but the model was fit on {self.n_features_in_} features")
+        return X.astype(self.coef_.dtype, copy=False) @ self.coef_ + self.intercept_
+
+    def score(self, X, Y) -> np.ndarray | float:
+        """R^2 of the predictions for each target (not averaged, unlike scikit-learn).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        Y : array-like of shape (n_samples, n_targets) or (n_samples,)
+
+        Returns
+        -------
+        ndarray of shape (n_targets,), or float for 1-D ``Y``
+        """
+        from brainphase.encoding.scoring import r2_columns
+
+        Y = np.asarray(Y)
+        pred = self.predict(X)
+        if Y.shape != pred.shape:
+            raise InputError(f"Y has shape {Y.shape} but the predictions have shape {pred.shape}")
+        if Y.ndim == 1:
+            return float(r2_columns(Y[:, None], pred[:, None])[0])
+        return r2_columns(Y, pred)
+
+
+def nested_cv_predict(
+    estimator: RidgeCV, X: np.ndarray, Y: np.ndarray, groups: np.ndarray, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Held-out predictions by outer leave-one-group-out with inner grouped CV for alpha.
+
+    For each group (run) in turn, a clone of ``estimator`` is fit on the other runs (its
+    own ``cv`` chooses alpha per target among those runs only) and predicts the held-out run.
+
+    Parameters
+    ----------
+    estimator : RidgeCV
+    X : ndarray of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_targets)
+    groups : ndarray of shape (n_samples,)
+    progress : bool
+        Show a tqdm bar over outer folds.
+
+    Returns
+    -------
+    predictions : ndarray of shape (n_samples, n_targets)
+        Row ``i`` predicted by the model that did not see ``groups[i]``.
+    best_alphas : ndarray of shape (n_outer_folds, n_targets)
+    held_out_groups : list
+        Group held out in each outer fold, in order.
+    """
+    groups = np.asarray(groups)
+    Y = np.asarray(Y)
+    if X.shape[0] != Y.shape[0] or groups.shape != (X.shape[0],):
+        raise InputError(
+            f"X {X.shape}, Y {Y.shape} and groups {groups.shape} need the same number of samples"
+        )
+    held_out = list(dict.fromkeys(groups.tolist()))
+    if len(held_out) < 3:
+        raise InputError(
+            f"nested cross-validation needs at least 3 runs (outer leave-one-run-out, inner CV over "
+            f"the rest); got {len(held_out)}: {held_out}"
+        )
+    predictions = np.empty(Y.shape, dtype=np.dtype(estimator.dtype))
+    alphas = np.empty((len(held_out), Y.shape[1]))
+    from tqdm.auto import tqdm
+
+    for k, group in enumerate(tqdm(held_out, desc="outer folds", disable=not progress, leave=False)):
+        test = groups == group
+        model = clone(estimator).fit(X[~test], Y[~test], groups[~test])
+        predictions[test] = model.predict(X[test])
+        alphas[k] = model.best_alphas_
+    return predictions, alphas, held_out

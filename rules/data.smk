@@ -55,7 +55,10 @@ def fmri_options():
     options = {"kind": kind, "task": fmri["task"], "space": fmri["space"], "subjects": fmri.get("subjects")}
     if fmri.get("run_map"):
         options["run_map"] = [f"{label}={story}" for label, story in fmri["run_map"].items()]
-    return cli_options(options) + " " + cli_options(fmri["load"])
+    load = dict(fmri["load"])
+    if SIMULATED:
+        load.setdefault("atlas", f"{R}/fmri/simulated/atlas-simulated_dseg.nii.gz")
+    return cli_options(options) + " " + cli_options(load)
 
 
 rule load_fmri:

@@ -21,7 +21,7 @@ def test_demo_config_validates_and_gets_defaults():
     config = check_config(demo_config(), ["config/config.yaml"])
     assert config["encode"]["trim_start"] == 5
     assert config["models"]["tiny-neox"]["train"]["lr"] == 0.003
-    assert config["fmri"]["load"]["confounds"] == ["motion"]
+    assert config["fmri"]["load"]["confounds"] == ["motion", "wm_csf"]
 
 
 @pytest.mark.parametrize("name", ["pythia.yaml", "olmo.yaml"])

@@ -19,7 +19,8 @@ ACT_ATTRS = {"model_id": "tiny-neox", "revision": "abc123", "seed": 3, "step": 5
              "weights_sha256": json.dumps({"model.safetensors": "0" * 64})}
 
 
-def write_inputs(tmp_path, drop_run_from_responses=None):
+def write_inputs(tmp_path, drop_run_from_responses=None, volume_interval=None):
+    interval = TR if volume_interval is None else volume_interval
     rng = np.random.default_rng(0)
     words = {"run": [], "word_index": [], "word": [], "onset": [], "offset": []}
     for run, (n_trs, fvt) in RUNS.items():
@@ -61,12 +62,14 @@ def write_inputs(tmp_path, drop_run_from_responses=None):
                     continue
                 rows = run_col == run
                 onset = np.asarray(words["onset"])[rows]
-                lanczos = F.lanczos_downsample(layers[1][rows], onset, F.volume_times(n_trs, TR, fvt), TR)
+                lanczos = F.lanczos_downsample(layers[1][rows], onset, F.volume_times(n_trs, interval, fvt), interval)
                 design = F.delay_features(lanczos, (1, 2, 3, 4))
                 bold = design @ weights * 0.5 + rng.standard_normal((n_trs, N_VOXELS)) + 100.0
                 g = h5.create_group(f"subjects/{sub}/runs/{run}")
                 g.create_dataset("bold", data=bold.astype(np.float32))
                 g.attrs["first_volume_time"] = fvt
+                if volume_interval is not None:
+                    g.attrs["volume_interval"] = volume_interval
         h5.create_dataset("subjects/sub-01/noise_ceiling", data=np.full(N_VOXELS, 0.5, dtype=np.float32))
     return act_path, resp_path
 
@@ -202,3 +205,21 @@ def test_block_permutation_null_and_signal():
     assert np.isnan(q[-1])
     np.testing.assert_allclose(q[:-1], false_discovery_control(p))
     assert (q[n_noise:-1] == np.nanmin(q)).all() and (q[:-1] >= p).all()
+
+
+def test_volume_interval_of_stretched_timings_is_used(tmp_path):
+    """With --time-scale the loader stores volume_interval = tr / time_scale; the planted
+    responses follow that clock, so only an encoder that uses it recovers the signal."""
+    act, resp = write_inputs(tmp_path, volume_interval=1.6)
+    out = tmp_path / "scores.h5"
+    assert cli.main(encode_args(act, resp, out, "--layers", "1")) == 0
+    with h5py.File(resp, "a") as h5:
+        for sub in SUBJECTS:
+            for run in RUNS:
+                del h5[f"subjects/{sub}/runs/{run}"].attrs["volume_interval"]
+    ignored = tmp_path / "ignored.h5"
+    assert cli.main(encode_args(act, resp, ignored, "--layers", "1")) == 0
+    with h5py.File(out, "r") as used, h5py.File(ignored, "r") as wrong:
+        r_used, r_wrong = used["r"][0, :, :N_SIGNAL], wrong["r"][0, :, :N_SIGNAL]
+    assert r_used.mean() > 0.6
+    assert r_used.mean() > r_wrong.mean() + 0.2

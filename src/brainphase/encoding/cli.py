@@ -122,8 +122,12 @@ def _check_runs(activation_runs: list[str], resp: h5py.File, subjects: list[str]
         )
 
 
-def _subject_designs(resp: h5py.File, subjects: list[str], runs: list[str], path: Path) -> dict[tuple, list[str]]:
-    """Group subjects by design: identical (n_trs, first_volume_time) for every run."""
+def _subject_designs(resp: h5py.File, subjects: list[str], runs: list[str], path: Path, tr: float) -> dict[tuple, list[str]]:
+    """Group subjects by design: identical (n_trs, first_volume_time, volume_interval) for every run.
+
+    ``volume_interval`` is the time between volumes on the stimulus clock (``tr / time_scale``
+    when the loader stretched the timings; ``tr`` when the attribute is absent).
+    """
     designs: dict[tuple, list[str]] = {}
     n_voxels = set()
     for sub in subjects:
@@ -134,7 +138,8 @@ def _subject_designs(resp: h5py.File, subjects: list[str], runs: list[str], path
                 raise InputError(f"{path}: /subjects/{sub}/runs/{run} lacks 'bold' or its 'first_volume_time' attribute")
             n_trs, voxels = group["bold"].shape
             n_voxels.add(voxels)
-            signature.append((run, n_trs, float(group.attrs["first_volume_time"])))
+            interval = float(group.attrs.get("volume_interval", tr))
+            signature.append((run, n_trs, float(group.attrs["first_volume_time"]), interval))
         designs.setdefault(tuple(signature), []).append(sub)
     if len(n_voxels) != 1:
         raise InputError(f"{path}: runs have different voxel counts {sorted(n_voxels)}; all subjects share one mask")
@@ -154,13 +159,13 @@ def _responses(resp: h5py.File, subjects: list[str], runs: list[str], args) -> n
     ])
 
 
-def _design(layer_features: np.ndarray, words: dict, signature: tuple, tr: float, args) -> np.ndarray:
+def _design(layer_features: np.ndarray, words: dict, signature: tuple, args) -> np.ndarray:
     """Design matrix of all runs, shape (n_kept_trs, d_model * n_delays)."""
     blocks = []
-    for run, n_trs, first_volume_time in signature:
+    for run, n_trs, first_volume_time, interval in signature:
         rows = words["run"] == run
         blocks.append(feats.run_design(
-            layer_features[rows], words["onset"][rows], words["offset"][rows], n_trs, tr, first_volume_time,
+            layer_features[rows], words["onset"][rows], words["offset"][rows], n_trs, interval, first_volume_time,
             delays=args.delays, trim_start=args.trim_start, trim_end=args.trim_end, window=args.lanczos_window,
             cutoff_mult=args.cutoff_mult, anchor=args.word_time, name=run,
         ))
@@ -210,7 +215,7 @@ def main(args: argparse.Namespace) -> None:
         if unknown:
             raise InputError(f"{args.responses}: subjects {unknown} not found (available: {available})")
         _check_runs(runs, resp, subjects, args.responses, args.activations)
-        designs = _subject_designs(resp, subjects, runs, args.responses)
+        designs = _subject_designs(resp, subjects, runs, args.responses, tr)
         try:
             roi_labels = resp["rois/labels"][()]
             roi_names = read_strings(resp["rois/names"])
@@ -233,11 +238,11 @@ def main(args: argparse.Namespace) -> None:
         for signature, group_subjects in designs.items():
             index = [subjects.index(s) for s in group_subjects]
             Y = _responses(resp, group_subjects, runs, args)
-            run_lengths = np.array([n_trs - args.trim_start - args.trim_end for _, n_trs, _ in signature])
+            run_lengths = np.array([n_trs - args.trim_start - args.trim_end for _, n_trs, _, _ in signature])
             groups = np.repeat(np.arange(len(runs)), run_lengths)
             logger.info("subjects %s: %d volumes x %d targets, %d runs", group_subjects, *Y.shape, len(runs))
             for li, layer in enumerate(layers):
-                X = _design(act[f"layer_{layer}"][()].astype(np.float32), words, signature, tr, args)
+                X = _design(act[f"layer_{layer}"][()].astype(np.float32), words, signature, args)
                 predictions, fold_alphas, _ = nested_cv_predict(estimator, X, Y, groups, progress=True)
                 n_edge = int(np.isin(fold_alphas, [min(args.alphas), max(args.alphas)]).sum())
                 if n_edge:

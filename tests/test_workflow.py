@@ -1,0 +1,114 @@
+"""The Snakemake workflow end to end on a tiny config (1 seed, 3 checkpoints, 1 subject)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = ["corpus", "train", "simulate", "load_fmri", "extract", "encode", "tasks", "aggregate", "phases", "figures"]
+
+TINY = {
+    "results": "results",
+    "corpus": {"source": "generated", "stimulus_runs": 3, "stimulus_words": 160},
+    "models": {
+        "tiny": {
+            "kind": "train",
+            "seeds": [1],
+            "train": {"n_layers": 2, "d_model": 32, "n_heads": 2, "seq_len": 32, "batch_size": 8,
+                      "max_steps": 40, "n_checkpoints": 3, "vocab_size": 400},
+        }
+    },
+    "fmri": {"kind": "simulated", "simulate": {"n_subjects": 1, "tr": 2.0, "resolution_mm": 12, "snr": 2.0}},
+    "encode": {"trim_start": 2, "trim_end": 2},
+    "tasks": {"max_tokens": 2000, "seq_len": 32},
+}
+
+
+def snakemake(workdir, *args, config=None):
+    """Run the repository's Snakefile in ``workdir`` with this interpreter's snakemake."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    if config is not None:
+        path = Path(workdir) / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        command += ["--configfile", str(path)]
+    return subprocess.run(command + list(args), capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_dry_run_of_demo_config_lists_every_rule(tmp_path):
+    result = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    for rule in RULES:
+        assert rule in result.stdout, f"rule {rule} missing from the dry run:\n{result.stdout}"
+
+
+def test_unknown_config_key_stops_before_any_rule(tmp_path):
+    config = dict(TINY, encode={"trim_start": 2, "dealys": [1]})
+    result = snakemake(tmp_path, "-n", config=config)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "unknown config key(s) 'dealys' under 'encode'" in message
+    assert "config.yaml" in message
+    assert not (tmp_path / "results").exists()
+
+
+def test_wrong_type_names_expected_type(tmp_path):
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["fmri"]["simulate"]["n_subjects"] = "three"
+    result = snakemake(tmp_path, "-n", config=config)
+    assert result.returncode != 0
+    assert "'fmri.simulate.n_subjects' must be of type integer, got string 'three'" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = snakemake(workdir, "--cores", "2", config=TINY)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return workdir
+
+
+def test_tiny_workflow_writes_trajectory_and_figures(tiny_run):
+    results = tiny_run / "results"
+    trajectory = results / "trajectory" / "tiny" / "trajectory.h5"
+    assert trajectory.is_file()
+    with h5py.File(trajectory, "r") as handle:
+        assert handle.attrs["stage"] == "phases"
+        assert bool(handle.attrs["simulated"])
+        assert handle.attrs["config_sha256"]
+    for name in ("alignment", "tasks", "layers"):
+        for fmt in ("png", "pdf"):
+            figure = results / "figures" / "tiny" / f"{name}.{fmt}"
+            assert figure.is_file() and figure.stat().st_size > 1000
+    steps = sorted(int(p.stem[4:]) for p in (results / "scores" / "tiny" / "seed1").glob("step*.h5"))
+    assert steps == [0, 6, 40] or (len(steps) == 3 and steps[0] == 0 and steps[-1] == 40)
+    with h5py.File(results / "scores" / "tiny" / "seed1" / f"step{steps[-1]}.h5", "r") as handle:
+        assert handle["r"].shape[0] == 3  # embeddings + 2 layers
+        assert int(handle.attrs["step"]) == steps[-1]
+        assert bool(handle.attrs["simulated"])
+
+
+def test_every_rule_wrote_its_log(tiny_run):
+    logs = tiny_run / "results" / "logs"
+    for name in ("corpus.log", "simulate.log", "load_fmri.log"):
+        assert (logs / name).is_file()
+    for rule in ("train", "extract", "encode", "tasks", "aggregate", "phases", "figures"):
+        assert any((logs / rule).iterdir()), rule
+
+
+def test_report_builds_after_the_run(tiny_run):
+    config = tiny_run / "config.yaml"
+    result = snakemake(tiny_run, "--configfile", str(config), "--report", str(tiny_run / "report.html"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tiny_run / "report.html").stat().st_size > 10_000
+
+
+def test_rerun_is_a_no_op(tiny_run):
+    result = snakemake(tiny_run, "-n", "--configfile", str(tiny_run / "config.yaml"))
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr

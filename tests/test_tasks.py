@@ -123,5 +123,5 @@ def test_cli_tasks_writes_metrics(tiny_checkpoint, tmp_path, capsys):
     bad_out = tmp_path / "bad.h5"
     args = ["tasks", "--model", str(tiny_checkpoint), "--text", str(empty), "--out", str(bad_out), "--device", "cpu"]
     assert cli.main(args) == 2
-    assert "empty.txt: the held-out text is empty" in capsys.readouterr().err
+    assert "empty.txt: empty; pass the held-out text with --text" in capsys.readouterr().err
     assert not bad_out.exists()

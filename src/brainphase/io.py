@@ -229,6 +229,18 @@ def open_h5(path: str | os.PathLike, stage: str | None = None) -> Iterator[h5py.
         yield handle
 
 
+def read_nonempty_text(path: str | os.PathLike, fix: str) -> str:
+    """The UTF-8 text of ``path``; an InputError naming the file and ``fix`` when it is
+    missing or holds only whitespace."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: not found; {fix}")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise InputError(f"{path}: empty; {fix}")
+    return text
+
+
 def string_array(values: Iterable[str]) -> np.ndarray:
     """A numpy array of variable-length UTF-8 strings, ready for ``create_dataset``."""
     return np.array(list(values), dtype=h5py.string_dtype())

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from brainphase.errors import InputError
-from brainphase.io import atomic_h5, provenance
+from brainphase.io import atomic_h5, provenance, read_nonempty_text
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +132,6 @@ def evaluate(model, windows: list[np.ndarray], batch_size: int) -> dict[str, flo
     return {name: value / n_targets for name, value in totals.items()} | {"n_targets": n_targets}
 
 
-def read_text(path: str | Path) -> str:
-    """The held-out text, with a clear error when missing or empty."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: held-out text not found (run `brainphase corpus` or pass --text)")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise InputError(f"{path}: the held-out text is empty")
-    return text
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``brainphase tasks``."""
     from brainphase.models.checkpoints import add_checkpoint_arguments
@@ -164,7 +153,7 @@ def main(args: argparse.Namespace) -> None:
             f"--max-tokens ({args.max_tokens}) and --seq-len ({args.seq_len}) must be >= 2, "
             f"--batch-size ({args.batch_size}) >= 1"
         )
-    text = read_text(args.text)
+    text = read_nonempty_text(args.text, "pass the held-out text with --text (e.g. results/corpus/valid.txt)")
     checkpoint = load_checkpoint(args.model, revision=args.revision, device=args.device)
     seq_len = args.seq_len
     if seq_len > checkpoint.info["max_positions"]:

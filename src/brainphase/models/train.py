@@ -36,7 +36,7 @@ import numpy as np
 
 from brainphase import __version__
 from brainphase.errors import InputError
-from brainphase.io import atomic_dir, to_jsonable
+from brainphase.io import atomic_dir, read_nonempty_text, to_jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -108,13 +108,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def read_split(corpus_dir: Path, name: str) -> str:
     """The text of ``corpus_dir/name``, with an InputError if it is missing or empty."""
-    path = corpus_dir / name
-    if not path.is_file():
-        raise InputError(f"{path}: not found; run `brainphase corpus --out-dir {corpus_dir}` first")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise InputError(f"{path}: empty; rerun `brainphase corpus` (with a larger --max-train-chars?)")
-    return text
+    return read_nonempty_text(Path(corpus_dir) / name, f"run `brainphase corpus --out-dir {corpus_dir}` first")
 
 
 # --------------------------------------------------------------------------------------

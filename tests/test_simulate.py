@@ -150,3 +150,16 @@ def test_simulate_rejects_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="whole number"):
         simulate.main(simulate_args(*make_stimulus(tmp_path, 10), tmp_path / "out", resolution_mm=2.5))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.9])
+def test_split_variance_gives_the_lexical_block_its_share(share):
+    from brainphase.fmri.simulate import N_LEXICAL, split_variance
+
+    rng = np.random.default_rng(11)
+    design = rng.standard_normal((400, 20))
+    weights = split_variance(rng.standard_normal((7, 20)), design, share)
+    lexical = design[:, :N_LEXICAL] @ weights[:, :N_LEXICAL].T
+    semantic = design[:, N_LEXICAL:] @ weights[:, N_LEXICAL:].T
+    realised = lexical.var(axis=0) / (lexical.var(axis=0) + semantic.var(axis=0))
+    np.testing.assert_allclose(realised, share, atol=1e-12)

@@ -20,8 +20,11 @@ Each voxel's signal is ``design @ weights[:, voxel]`` where the weights are non-
 spheres around language-like regions (left IFG, left posterior STG/MTG, left angular gyrus
 and weaker right homologues). Inside a sphere the signal amplitude falls off as a Gaussian
 of the distance to the (subject-jittered) centre; the feature weights are a region vector
-plus a spatially smooth random field plus a subject-specific component. The signal of each
-voxel is scaled to standard deviation ``snr * amplitude`` relative to unit-variance AR(1)
+plus a spatially smooth random field plus a subject-specific component. The lexical features
+(word rate, length, frequency, surprisal: what a language model can learn to represent) carry
+a share ``lexical_share`` of each voxel's signal variance and the random word-type embedding
+(which no model can predict beyond memorising word identities) the rest; the two parts are
+scaled separately, then the signal of each voxel is scaled to standard deviation ``snr * amplitude`` relative to unit-variance AR(1)
 noise. Motion (a smooth random walk, also written as fMRIPrep confounds), a linear drift
 and a voxel baseline are added on top: these are nuisances that the loader's cleaning is
 meant to remove, so they are *not* part of the noise in the ground truth.
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 
 SPACE = "MNI152NLin2009cAsym"
 N_SEMANTIC = 16
+N_LEXICAL = 4  # word_rate, word_length, log_unigram_frequency, bigram_surprisal
 FEATURE_NAMES = ["word_rate", "word_length", "log_unigram_frequency", "bigram_surprisal"] + [
     f"semantic_{i:02d}" for i in range(N_SEMANTIC)
 ]
@@ -185,6 +189,30 @@ def design_matrices(stimulus: pd.DataFrame, unigrams: Counter, bigrams: Counter,
     return {run: (d - mean) / std for run, d in designs.items()}
 
 
+def split_variance(weights: np.ndarray, design: np.ndarray, lexical_share: float) -> np.ndarray:
+    """Rescale the lexical and semantic blocks of ``weights`` so that, for every voxel, the
+    lexical part of ``design @ weights.T`` has a share ``lexical_share`` of the summed variance
+    of the two parts.
+
+    Parameters
+    ----------
+    weights : ndarray, shape (n_voxels, n_features)
+    design : ndarray, shape (n_trs, n_features)
+    lexical_share : float in [0, 1]
+
+    Returns
+    -------
+    ndarray, shape (n_voxels, n_features)
+    """
+    lexical, semantic = weights.copy(), weights.copy()
+    lexical[:, N_LEXICAL:] = 0.0
+    semantic[:, :N_LEXICAL] = 0.0
+    lexical_std = (design @ lexical.T).std(axis=0)
+    semantic_std = (design @ semantic.T).std(axis=0)
+    return (lexical * (np.sqrt(lexical_share) / lexical_std)[:, None]
+            + semantic * (np.sqrt(1.0 - lexical_share) / semantic_std)[:, None])
+
+
 # --------------------------------------------------------------------------- spatial layout
 def brain_mask(resolution_mm: float):
     """nilearn's MNI152 brain mask resampled at ``resolution_mm`` (a Nifti1Image, uint8)."""
@@ -300,6 +328,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="isotropic voxel size of the MNI grid (whole mm; 6 keeps a 2-core machine fast)")
     parser.add_argument("--snr", type=float, default=1.0,
                         help="signal std / noise std at the centre of a full-amplitude region (default 1: ceiling r 0.71)")
+    parser.add_argument("--lexical-share", type=float, default=0.7,
+                        help="share of each signal voxel's variance carried by the lexical features (rest: semantic)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--task", default="listening")
 
@@ -309,6 +339,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--n-subjects {args.n_subjects}: need at least 1 subject")
     if args.tr <= 0 or args.resolution_mm <= 0 or args.snr < 0:
         raise InputError(f"--tr {args.tr}, --resolution-mm {args.resolution_mm}, --snr {args.snr}: tr and resolution must be > 0, snr >= 0")
+    if not 0.0 <= args.lexical_share <= 1.0:
+        raise InputError(f"--lexical-share {args.lexical_share}: must be between 0 and 1")
     if not re.fullmatch(r"[A-Za-z0-9]+", args.task):
         raise InputError(f"--task {args.task!r}: a BIDS label must be alphanumeric")
 
@@ -365,6 +397,7 @@ def main(args: argparse.Namespace) -> None:
             signal_idx = np.flatnonzero(amplitude > 0)
             sub_vectors = 0.8 * region_vectors + 0.6 * rng.standard_normal(region_vectors.shape)
             weights = sub_vectors[label[signal_idx] - 1] + 0.5 * smooth[:, signal_idx].T  # (n_signal, n_features)
+            weights = split_variance(weights, design_all, args.lexical_share)
             weights *= (args.snr * amplitude[signal_idx] / (design_all @ weights.T).std(axis=0))[:, None]
             loadings = rng.standard_normal((6, n_voxels)) * np.array([8.0] * 3 + [400.0] * 3)[:, None]
             drift = rng.standard_normal(n_voxels) * 5.0
@@ -462,7 +495,7 @@ def _write_ground_truth(path: Path, args: argparse.Namespace, truth: dict, mask:
                         subjects: list[str]) -> None:
     inputs = [args.stimulus, Path(args.corpus_dir) / "train.txt"]
     attrs = provenance("simulate", args, inputs, simulated=True, tr=args.tr, resolution_mm=args.resolution_mm,
-                       snr=args.snr, noise_ar1=NOISE_AR1, region_radius_mm=REGION_RADIUS_MM,
+                       snr=args.snr, lexical_share=args.lexical_share, noise_ar1=NOISE_AR1, region_radius_mm=REGION_RADIUS_MM,
                        subjects=[f"sub-{s}" for s in subjects],
                        definition="explainable_variance = var(signal) / var(signal + noise) over all runs "
                                   "concatenated (motion, drift and baseline excluded); ceiling_r = sqrt of it")

@@ -1,4 +1,5 @@
 # Shared set-up: config validation, the (model, seed, step) plan, input functions.
+import os
 import sys
 
 from brainphase.config import check_config, cli_options, plan_models
@@ -10,10 +11,20 @@ try:
 except InputError as exc:
     sys.exit(f"brainphase config error: {exc}")
 
+# Rules call the `brainphase` CLI installed beside this snakemake (e.g. .venv/bin), also when
+# that environment is not activated; with --sdm conda the rule's environment comes first.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
 R = config["results"]
 ENV = "../envs/brainphase.yaml"
 SIMULATED = config["fmri"]["kind"] == "simulated"
-STIMULUS = config["corpus"].get("stimulus") or f"{R}/corpus/stimulus_words.tsv"
+# sentence-level fMRI: the stimulus is the sentence list stored in responses.h5 (`/sentences/text`),
+# which `extract --sentences` reads directly
+SENTENCES = config["fmri"]["kind"] == "sentences"
+STIMULUS = (
+    f"{R}/fmri/responses.h5" if SENTENCES else config["corpus"].get("stimulus") or f"{R}/corpus/stimulus_words.tsv"
+)
+STIMULUS_OPTION = "--sentences" if SENTENCES else "--stimulus"
 FORMATS = config["figures"]["formats"]
 FIGURES = ["alignment", "tasks", "layers"]
 

@@ -61,16 +61,24 @@ def fmri_options():
     return cli_options(options) + " " + cli_options(load)
 
 
+def load_fmri_inputs(wildcards):
+    """The fMRI root, plus the timed stimulus (run names and durations) unless sentence-level."""
+    inputs = {"root": fmri_root(wildcards)}
+    if not SENTENCES:
+        inputs["words"] = STIMULUS
+    return inputs
+
+
 rule load_fmri:
     input:
-        root=fmri_root,
-        words=STIMULUS,
+        unpack(load_fmri_inputs),
     output:
         f"{R}/fmri/responses.h5",
     log:
         f"{R}/logs/load_fmri.log",
     params:
         options=fmri_options(),
+        stimulus=lambda wildcards, input: "" if SENTENCES else f"--stimulus {input.words}",
     threads: 1
     resources:
         mem_mb=8000,
@@ -79,4 +87,5 @@ rule load_fmri:
         ENV
     shell:
         "OMP_NUM_THREADS={threads} brainphase load-fmri {params.options} --root {input.root}"
-        " --stimulus {input.words} --out {output} > {log} 2>&1"
+        " {params.stimulus} --out {output} > {log} 2>&1"
+

@@ -43,6 +43,7 @@ rule extract:
     params:
         checkpoint=checkpoint_options,
         options=cli_options(config["extract"]),
+        stimulus_option=STIMULUS_OPTION,
     threads: 1
     resources:
         mem_mb=8000,
@@ -51,7 +52,7 @@ rule extract:
         ENV
     shell:
         "OMP_NUM_THREADS={threads} brainphase extract {params.checkpoint} {params.options}"
-        " --stimulus {input.words} --out {output} > {log} 2>&1"
+        " {params.stimulus_option} {input.words} --out {output} > {log} 2>&1"
 
 
 rule tasks:

@@ -113,6 +113,7 @@ def _check_against_direct_calls(checkpoint, words_df, tmp_path, pooling):
     attrs = read_attrs(out)
     assert (attrs["n_layers"], attrs["n_blocks"], attrs["d_model"]) == (N_LAYERS + 1, N_LAYERS, D_MODEL)
     assert (attrs["context_tokens"], attrs["pooling"], attrs["dtype"]) == (12, pooling, "float32")
+    assert attrs["stimulus_kind"] == "words"
     assert (attrs["model_id"], attrs["step"], attrs["tokens"], attrs["seed"]) == ("tiny-test", 16, 4096, 3)
 
 

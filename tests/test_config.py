@@ -24,7 +24,7 @@ def test_demo_config_validates_and_gets_defaults():
     assert config["fmri"]["load"]["confounds"] == ["motion", "wm_csf"]
 
 
-@pytest.mark.parametrize("name", ["pythia.yaml", "olmo.yaml"])
+@pytest.mark.parametrize("name", ["pythia.yaml", "olmo.yaml", "scaling.yaml"])
 def test_example_configs_validate(name):
     with open(REPO / "config" / name) as handle:
         check_config(yaml.safe_load(handle), [name])

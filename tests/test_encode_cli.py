@@ -118,6 +118,7 @@ def test_output_layout_and_attributes(scores):
         assert h5["roi_mean_r"].shape == (N_LAYERS, len(SUBJECTS), 2)
         assert read_strings(h5["roi_names"]) == ["signal_roi", "noise_roi"]
         assert read_strings(h5["runs"]) == list(RUNS)
+        assert h5.attrs["stimulus_kind"] == "words"
         r = h5["r"][()]
         np.testing.assert_allclose(h5["roi_mean_r"][:, :, 0], r[:, :, :10].mean(-1), rtol=1e-5)
         np.testing.assert_allclose(h5["roi_mean_r"][:, :, 1], r[:, :, N_SIGNAL : N_SIGNAL + 10].mean(-1), rtol=1e-5)
@@ -223,3 +224,20 @@ def test_volume_interval_of_stretched_timings_is_used(tmp_path):
         r_used, r_wrong = used["r"][0, :, :N_SIGNAL], wrong["r"][0, :, :N_SIGNAL]
     assert r_used.mean() > 0.6
     assert r_used.mean() > r_wrong.mean() + 0.2
+
+
+def test_responses_without_rois_and_sentence_activations(tmp_path, capsys):
+    """No /rois: scores without ROI means; activations of a sentence list are refused for time series."""
+    act, resp = write_inputs(tmp_path)
+    with h5py.File(resp, "a") as h5:
+        del h5["rois"]
+    out = tmp_path / "scores.h5"
+    assert cli.main(encode_args(act, resp, out, "--layers", "1")) == 0
+    with h5py.File(out, "r") as h5:
+        assert h5["roi_mean_r"].shape == (1, len(SUBJECTS), 0) and read_strings(h5["roi_names"]) == []
+        assert h5["r"][0, :, :N_SIGNAL].mean() > 0.6
+    with h5py.File(act, "a") as h5:
+        h5.attrs["stimulus_kind"] = "sentences"
+    assert cli.main(encode_args(act, resp, tmp_path / "other.h5", "--layers", "1")) == 2
+    assert "holds sentence activations" in capsys.readouterr().err
+    assert not (tmp_path / "other.h5").exists()

@@ -10,6 +10,13 @@ of naturalistic-fMRI encoding studies). Windows never cross runs. Layer 0 is the
 embedding, layer ``i`` the output of block ``i``; the last one is after the model's final
 layer norm (``output_hidden_states`` of Hugging Face models).
 
+Sentence lists (``--sentences FILE``, one sentence per line) take the same path: each
+sentence becomes its own run named by its 0-based index (``s0000``, ``s0001``...;
+:func:`brainphase.stimuli.sentence_words`), so, as windows never cross runs, every sentence
+is processed in isolation, with no preceding sentence as context. Their ``onset``/``offset``
+are ordinal word positions, not seconds; the root attribute ``stimulus_kind`` says which
+kind of stimulus a file holds (``words`` or ``sentences``).
+
 Windows are batched (right-padded; padding sits after the real tokens, so causal attention
 never sees it) and each batch's word vectors are written straight into chunked HDF5
 datasets ``/layer_{i}``, so memory stays flat whatever the stimulus length.
@@ -33,6 +40,8 @@ log = logging.getLogger(__name__)
 
 POOLINGS = ("last", "mean")
 STORAGE_DTYPES = ("float32", "float16")
+#: values of the root attribute ``stimulus_kind``: timed words, or one run per sentence
+STIMULUS_KINDS = ("words", "sentences")
 #: Target size of one HDF5 chunk (bytes).
 _CHUNK_BYTES = 1 << 20
 
@@ -211,6 +220,7 @@ def extract_activations(
     batch_size: int = 32,
     storage_dtype: str = "float32",
     provenance_attrs: dict | None = None,
+    stimulus_kind: str = "words",
 ) -> None:
     """Write the activations file of one checkpoint (layout: ``docs/hdf5_layout.md``).
 
@@ -231,12 +241,17 @@ def extract_activations(
     provenance_attrs : dict, optional
         Root attributes (:func:`brainphase.io.provenance`); they override the checkpoint's
         model attributes (e.g. a ``model_id`` label).
+    stimulus_kind : {"words", "sentences"}
+        Stored as the root attribute ``stimulus_kind``: ``"sentences"`` when ``words_df``
+        is :func:`brainphase.stimuli.sentence_words` (one run per sentence, ordinal times).
     """
     import torch
     from tqdm import tqdm
 
     from brainphase.models.checkpoints import model_attrs
 
+    if stimulus_kind not in STIMULUS_KINDS:
+        raise InputError(f"stimulus kind {stimulus_kind!r}: choose one of {', '.join(STIMULUS_KINDS)}")
     if storage_dtype not in STORAGE_DTYPES:
         raise InputError(f"--storage-dtype {storage_dtype!r}: choose one of {', '.join(STORAGE_DTYPES)}")
     if batch_size < 1:
@@ -265,6 +280,7 @@ def extract_activations(
         "dtype": storage_dtype,
         "compute_dtype": info["dtype"],
         "device": info["device"],
+        "stimulus_kind": stimulus_kind,
     }
     chunk_rows = max(1, min(n_words, _CHUNK_BYTES // (d_model * np.dtype(storage_dtype).itemsize)))
     with atomic_h5(out_path, attrs) as handle:
@@ -301,7 +317,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from brainphase.models.checkpoints import add_checkpoint_arguments
 
     add_checkpoint_arguments(parser)
-    parser.add_argument("--stimulus", required=True, help="stimulus words (TSV, TextGrid or folder of TextGrids)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--stimulus", help="timed stimulus words (TSV, TextGrid or folder of TextGrids)")
+    source.add_argument("--sentences",
+                        help="sentence list, one sentence per line; each sentence is its own run (s0000, s0001, ...) "
+                             "and is processed in isolation; onset/offset are word positions, not seconds")
     parser.add_argument("--out", required=True, help="output activations .h5")
     parser.add_argument("--context-tokens", type=int, default=256, help="causal window per word, in tokens")
     parser.add_argument("--pooling", choices=POOLINGS, default="last", help="pooling over a word's tokens")
@@ -312,11 +332,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
     """Run ``brainphase extract``."""
     from brainphase.models.checkpoints import cli_model_attrs, load_checkpoint
-    from brainphase.stimuli import read_stimulus
+    from brainphase.stimuli import read_sentences, read_stimulus, sentence_words
 
-    words = read_stimulus(args.stimulus)
+    if args.sentences is not None:
+        stimulus_path, stimulus_kind = args.sentences, "sentences"
+        words = sentence_words(read_sentences(args.sentences))
+    else:
+        stimulus_path, stimulus_kind = args.stimulus, "words"
+        words = read_stimulus(args.stimulus)
     checkpoint = load_checkpoint(args.model, revision=args.revision, device=args.device)
-    attrs = provenance("extract", args, [args.stimulus], **cli_model_attrs(checkpoint.info, args))
+    attrs = provenance("extract", args, [stimulus_path], **cli_model_attrs(checkpoint.info, args))
     extract_activations(
         checkpoint,
         words,
@@ -326,4 +351,5 @@ def main(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         storage_dtype=args.storage_dtype,
         provenance_attrs=attrs,
+        stimulus_kind=stimulus_kind,
     )

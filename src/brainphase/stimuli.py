@@ -705,10 +705,18 @@ def run_text(words_df: pd.DataFrame, run: str) -> tuple[str, np.ndarray]:
 
 
 def read_sentences(path: str | Path) -> list[str]:
-    """Sentences of a sentence-level dataset: one per line, no blank lines (a final newline is fine)."""
+    """Sentences of a sentence-level dataset: one per line, no blank lines (a final newline is
+    fine), or the ``/sentences/text`` of a ``responses.h5`` written by ``load-fmri --kind sentences``."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: sentence file not found")
+    if path.suffix in (".h5", ".hdf5"):
+        from brainphase.io import open_h5, read_strings
+
+        with open_h5(path, stage="load-fmri") as handle:
+            if "sentences/text" not in handle:
+                raise InputError(f"{path}: no /sentences/text; it holds time-series responses, not sentences")
+            return [text.strip() for text in read_strings(handle["sentences/text"])]
     lines = path.read_text(encoding="utf-8").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -718,6 +726,44 @@ def read_sentences(path: str | Path) -> list[str]:
         if not line.strip():
             raise InputError(f"{path}: line {number} is blank; put exactly one sentence on every line")
     return [line.strip() for line in lines]
+
+
+def sentence_run_names(n_sentences: int) -> list[str]:
+    """Run names of a sentence list: ``s`` + the 0-based index, zero-padded to at least 4 digits
+    (``s0000``, ``s0001``...), so names sort in sentence order."""
+    width = max(4, len(str(max(n_sentences - 1, 0))))
+    return [f"s{index:0{width}d}" for index in range(n_sentences)]
+
+
+def sentence_words(sentences: list[str]) -> pd.DataFrame:
+    """A words table (as :func:`read_stimulus`) in which every sentence is its own run.
+
+    Sentence ``i`` becomes run :func:`sentence_run_names` ``[i]``; its words are its
+    whitespace-separated tokens (punctuation stays attached, as in ``stimulus_words.tsv``).
+    Sentences carry no timing: ``onset`` is the word's 0-based position in its sentence and
+    ``offset = onset + 1`` (ordinal positions, **not seconds**).
+
+    Parameters
+    ----------
+    sentences : list of str, length n_sentences
+        Non-blank sentences (:func:`read_sentences`).
+
+    Returns
+    -------
+    DataFrame, one row per word, columns run, word_index, word, onset, offset
+    """
+    rows = {"run": [], "word_index": [], "word": []}
+    for number, (run, sentence) in enumerate(zip(sentence_run_names(len(sentences)), sentences)):
+        words = sentence.split()
+        if not words:
+            raise InputError(f"sentence {number} is blank; every sentence needs at least one word")
+        rows["run"] += [run] * len(words)
+        rows["word_index"] += list(range(len(words)))
+        rows["word"] += words
+    table = pd.DataFrame(rows)
+    table["onset"] = table["word_index"].astype(np.float64)
+    table["offset"] = table["onset"] + 1.0
+    return table
 
 
 # --------------------------------------------------------------------------------------

@@ -224,6 +224,16 @@ def _form(solver: str, n_samples: int, n_features: int) -> str:
     return solver
 
 
+def _column_scale(X_centred):
+    """Population standard deviation of each column of a centred matrix, 1 where it is 0.
+
+    Written with elementwise operations so it is the same for numpy arrays and torch tensors
+    (``torch.std`` defaults to ``ddof=1``). Shape (n_features,).
+    """
+    scale = ((X_centred * X_centred).mean(0)) ** 0.5
+    return scale + (scale == 0)
+
+
 def _r2_columns(residual_ss, y_val):
     """R^2 = 1 - SSE / SST per column; columns with SST == 0 score 0. Shapes (..., c), (n, c)."""
     centred = y_val - y_val.mean(0)
@@ -331,6 +341,14 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
     the training part of each fold (and of all samples for the refit); the intercept is
     ``mean(Y) - mean(X) @ coef_``. No penalty applies to it.
 
+    Standardization: with ``standardize=True`` every feature is also divided by its standard
+    deviation (population, ``ddof=0``) over the training part of each inner fold (and over
+    all samples for the refit), as a scikit-learn ``Pipeline(StandardScaler(), Ridge())``
+    refit per fold: validation rows are scaled with training statistics only, so nothing
+    leaks from them. ``coef_`` is expressed on the original feature scale
+    (``coef_ = w_scaled / std``), so :meth:`predict` takes unscaled features. Constant
+    features get a scale of 1 (they are 0 after centring).
+
     Parameters
     ----------
     alphas : sequence of float, shape (n_alphas,)
@@ -340,6 +358,9 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         ``GroupKFold(k)``. Any splitter is checked: no group may be on both sides of a fold.
     fit_intercept : bool
         Centre features and targets (see above).
+    standardize : bool
+        Also scale features to unit variance on each training part (see above); needs
+        ``fit_intercept``.
     backend : {"numpy", "torch"}
         ``"torch"`` runs on ``device`` (CUDA when available by default).
     device : str or None
@@ -368,6 +389,7 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         alphas: Sequence[float] = DEFAULT_ALPHAS,
         cv: Any = None,
         fit_intercept: bool = True,
+        standardize: bool = False,
         backend: str = "numpy",
         device: str | None = None,
         dtype: str = "float32",
@@ -377,6 +399,7 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.alphas = alphas
         self.cv = cv
         self.fit_intercept = fit_intercept
+        self.standardize = standardize
         self.backend = backend
         self.device = device
         self.dtype = dtype
@@ -390,6 +413,8 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             yield slice(start, min(start + size, n_targets))
 
     def _validate(self, X, Y):
+        if self.standardize and not self.fit_intercept:
+            raise InputError("standardize=True z-scores features, which centres them: it needs fit_intercept=True")
         if self.solver not in SOLVERS:
             raise InputError(f"solver {self.solver!r} is not one of {SOLVERS}")
         if self.dtype not in ("float32", "float64"):
@@ -440,13 +465,18 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             if self.fit_intercept:
                 x_mean = X_train.mean(0)
                 X_train, X_val = X_train - x_mean, X_val - x_mean
+            if self.standardize:
+                x_scale = _column_scale(X_train)
+                X_train, X_val = X_train / x_scale, X_val / x_scale
             spectral = _Spectral(X_train, ops, _form(self.solver, len(train), n_features))
             shrink = spectral.shrink(alphas, ops)  # (n_alphas, rank)
             # validation "hat" factors for all alphas stacked: (n_alphas * n_val, rank)
             hat = ((X_val @ spectral.R)[None, :, :] * shrink[:, None, :]).reshape(-1, shrink.shape[1])
             folds.append((train_i, val_i, spectral.M, hat))
         x_mean = X_dev.mean(0) if self.fit_intercept else None
-        full = _Spectral(X_dev - x_mean if self.fit_intercept else X_dev, ops, _form(self.solver, n_samples, n_features))
+        X_full = X_dev - x_mean if self.fit_intercept else X_dev
+        x_scale = _column_scale(X_full) if self.standardize else None
+        full = _Spectral(X_full / x_scale if self.standardize else X_full, ops, _form(self.solver, n_samples, n_features))
 
         n_alphas = len(alphas)
         max_val = max(len(v) for _, v in splits)
@@ -488,6 +518,8 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             projected = ops.matmul(full.M.T, Y_dev, work.get("projected", (full.M.shape[1], width)))
             projected *= full.shrink_targets(best_alphas[chunk], ops, work.get("shrink", (full.M.shape[1], width)))
             w = ops.matmul(full.R, projected, work.get("coef", (n_features, width)))
+            if self.standardize:  # back to the original feature scale
+                w /= x_scale[:, None]
             coef[:, chunk] = ops.numpy(w)
             if self.fit_intercept:
                 intercept[chunk] = ops.numpy(y_mean - x_mean @ w)

@@ -17,7 +17,9 @@ Three kinds of input (``--kind``):
     ROI names) or ``.npz`` (arrays ``data`` (n_trs, n_rois) and ``names``), anywhere under
     ``--root``; ``--tr`` gives the repetition time.
 ``sentences``
-    Item-level responses: ``{root}/sentences.tsv`` (column ``text``, one row per sentence) and
+    Item-level responses: ``{root}/sentences.tsv`` (column ``text``, one row per sentence;
+    optional column ``passage``, the passage / story each sentence belongs to, stored as
+    ``/sentences/passage`` so that ``brainphase encode`` never splits a passage across folds) and
     one table per subject ``sub-{sub}_sentences.tsv|csv|npy`` (n_sentences, n_targets).
 
 Timing (``bids`` and ``roi-table``). Scanner time 0 is the first volume of the file, volume
@@ -764,6 +766,9 @@ def load_sentences(args: argparse.Namespace) -> None:
     sentences = pd.read_csv(text_path, sep="\t", keep_default_na=False)
     if "text" not in sentences:
         raise InputError(f"{text_path}: needs a column 'text' (one sentence per row), has {list(sentences.columns)}")
+    if "passage" in sentences and (sentences["passage"].astype(str).str.strip() == "").any():
+        first = int(np.flatnonzero(sentences["passage"].astype(str).str.strip() == "")[0])
+        raise InputError(f"{text_path}: column 'passage' is blank in row {first + 2}; give every sentence its passage label")
     if args.detrend or args.high_pass:
         log.info("--kind sentences: detrending and high-pass do not apply to item responses; skipped")
     wanted = {s.removeprefix("sub-") for s in args.subjects} if args.subjects else None
@@ -789,6 +794,8 @@ def load_sentences(args: argparse.Namespace) -> None:
     with atomic_h5(args.out, attrs) as out:
         out.create_dataset("sentences/text", data=string_array(sentences["text"].astype(str)))
         out.create_dataset("sentences/target_names", data=string_array([target_names[c] for c in columns]))
+        if "passage" in sentences:
+            out.create_dataset("sentences/passage", data=string_array(sentences["passage"].astype(str)))
         responses = {}
         for subject in subjects:
             values = tables[subject][:, columns]

@@ -1,9 +1,10 @@
 """Workflow configuration: validation with readable errors, and the run plan.
 
-The Snakefile calls :func:`check_config` (which uses ``snakemake.utils.validate`` semantics:
-JSON-schema validation plus defaults) and :func:`plan_models`, which turns the ``models``
-section into the concrete (model, seed, step) grid and the checkpoint each one loads. Both are
-plain Python so they are tested without Snakemake.
+The Snakefile calls :func:`check_config`, which reports the first schema violation as one
+line naming the key, the expected type and the config file, then runs
+``snakemake.utils.validate`` to fill the schema's defaults; and :func:`plan_models`, which
+turns the ``models`` section into the concrete (model, seed, step) grid and the checkpoint
+each one loads. Both are plain Python, tested without running Snakemake.
 """
 
 from __future__ import annotations
@@ -66,26 +67,10 @@ def check_config(config: dict, config_files: list[str], schema_path: str | os.Pa
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         raise InputError(describe_validation_error(best, config_files))
-    _fill_defaults(config, schema)
+    from snakemake.utils import validate
+
+    validate(config, str(schema_path), set_default=True)  # fills the schema's defaults
     return config
-
-
-def _fill_defaults(instance: Any, schema: Mapping) -> None:
-    """Set schema defaults recursively (as ``snakemake.utils.validate(set_default=True)``)."""
-    if isinstance(instance, dict):
-        for name, sub in schema.get("properties", {}).items():
-            if "default" in sub:
-                instance.setdefault(name, sub["default"])
-            if name in instance:
-                _fill_defaults(instance[name], sub)
-        extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
-            for name, value in instance.items():
-                if name not in schema.get("properties", {}):
-                    _fill_defaults(value, extra)
-    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
-        for item in instance:
-            _fill_defaults(item, schema["items"])
 
 
 @dataclass

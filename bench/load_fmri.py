@@ -65,8 +65,11 @@ def main() -> None:
         tmp = Path(tmp)
         stimulus, corpus = write_stimulus(tmp, n_runs, n_trs, tr)
         start = time.perf_counter()
-        simulate.main(argparse.Namespace(stimulus=stimulus, corpus_dir=corpus, out_dir=tmp / "bids", n_subjects=n_subjects,
-                                         tr=tr, resolution_mm=float(resolution), snr=1.0, seed=0, task="listening"))
+        parser = argparse.ArgumentParser()
+        simulate.add_arguments(parser)  # the simulator's own defaults for every option not given here
+        simulate.main(parser.parse_args([
+            "--stimulus", str(stimulus), "--corpus-dir", str(corpus), "--out-dir", str(tmp / "bids"),
+            "--n-subjects", str(n_subjects), "--tr", str(tr), "--resolution-mm", str(resolution)]))
         simulate_seconds = time.perf_counter() - start
         out = tmp / "responses.h5"
         command = [sys.executable, "-c", _CHILD, "load-fmri", "--root", str(tmp / "bids"), "--stimulus", str(stimulus),

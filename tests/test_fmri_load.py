@@ -15,6 +15,7 @@ from test_simulate import make_stimulus, simulate_args
 from brainphase.errors import InputError
 from brainphase.fmri import load, simulate
 from brainphase.fmri.ceiling import columnwise_pearson
+from brainphase.stimuli import read_stimulus
 
 PREFIX = "task-listening_run-{run}_space-MNI152NLin2009cAsym_res-8mm"
 
@@ -54,7 +55,7 @@ def test_loader_and_ridge_recover_the_planted_explainable_variance(recovery):
     from sklearn.linear_model import RidgeCV
 
     tmp, stimulus, corpus = recovery
-    words = simulate.read_stimulus_table(stimulus)
+    words = read_stimulus(stimulus)
     unigrams, bigrams = simulate.word_statistics((corpus / "train.txt").read_text())
     designs = simulate.design_matrices(words, unigrams, bigrams, tr=2.0, seed=0)
     args = load_args(tmp / "bids", stimulus, tmp / "unused.h5")

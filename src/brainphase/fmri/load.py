@@ -50,6 +50,7 @@ import pandas as pd
 
 from brainphase.errors import InputError
 from brainphase.io import atomic_h5, provenance, string_array
+from brainphase.stimuli import read_stimulus
 
 log = logging.getLogger(__name__)
 
@@ -455,12 +456,6 @@ def main(args: argparse.Namespace) -> None:
         load_sentences(args)
 
 
-def _stimulus(args: argparse.Namespace) -> pd.DataFrame:
-    from brainphase.fmri.simulate import read_stimulus_table  # noqa: PLC0415
-
-    return read_stimulus_table(args.stimulus)
-
-
 def _is_simulated(root: Path) -> bool:
     description = Path(root) / "dataset_description.json"
     return description.is_file() and bool(json.loads(description.read_text()).get("SIMULATED", False))
@@ -481,7 +476,7 @@ def load_bids(args: argparse.Namespace) -> None:
     import h5py  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
-    stimulus = _stimulus(args)
+    stimulus = read_stimulus(args.stimulus)
     stimulus_runs = list(dict.fromkeys(stimulus["run"]))
     found = find_bold_runs(args, stimulus_runs)
     subjects = sorted(found)
@@ -711,7 +706,7 @@ def load_roi_tables(args: argparse.Namespace) -> None:
         raise InputError("--kind roi-table needs --tr (repetition time in s, > 0)")
     if confound_strategies(args):
         raise InputError(f"--confounds {args.confounds}: ROI tables carry no confounds; pass --confounds none")
-    stimulus = _stimulus(args)
+    stimulus = read_stimulus(args.stimulus)
     stimulus_runs = list(dict.fromkeys(stimulus["run"]))
     run_map = parse_run_map(args.run_map)
     wanted = {s.removeprefix("sub-") for s in args.subjects} if args.subjects else None

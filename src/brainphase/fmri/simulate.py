@@ -49,6 +49,7 @@ import pandas as pd
 
 from brainphase.errors import InputError
 from brainphase.io import atomic_dir, atomic_h5, provenance, string_array
+from brainphase.stimuli import read_stimulus
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +75,6 @@ _TOKEN = re.compile(r"[a-z0-9']+")
 
 
 # --------------------------------------------------------------------------- stimulus features
-def read_stimulus_table(path: str | Path) -> pd.DataFrame:
-    """Read the timed stimulus words with :func:`brainphase.stimuli.read_stimulus`; ``run`` as str.
-
-    Returns
-    -------
-    DataFrame, one row per word: run, word_index, word, onset, offset.
-    """
-    from brainphase.stimuli import read_stimulus  # noqa: PLC0415
-
-    table = read_stimulus(path).copy()
-    table["run"] = table["run"].astype(str)
-    return table
-
-
 def tokenize(text: str) -> list[str]:
     """Lower-case word tokens (letters, digits, apostrophes) used for the word statistics."""
     return _TOKEN.findall(text.lower())
@@ -355,7 +342,7 @@ def main(args: argparse.Namespace) -> None:
     from tqdm import tqdm  # noqa: PLC0415
 
     _check_args(args)
-    stimulus = read_stimulus_table(args.stimulus)
+    stimulus = read_stimulus(args.stimulus)
     runs = list(dict.fromkeys(stimulus["run"]))
     bad_runs = [r for r in runs if not re.fullmatch(r"[A-Za-z0-9]+", r)]
     if bad_runs:

@@ -99,11 +99,6 @@ def check_args(args: argparse.Namespace) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.lr <= 0 or args.warmup_steps < 0 or args.eval_every < 0:
         raise InputError("--lr must be > 0 and --warmup-steps, --eval-every >= 0")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda, but torch sees no CUDA device; use --device auto or cpu")
 
 
 def read_split(corpus_dir: Path, name: str) -> str:
@@ -278,17 +273,18 @@ def main(args: argparse.Namespace) -> None:
     import transformers
     from tqdm import tqdm
 
+    from brainphase.models.checkpoints import resolve_device
+
     transformers.utils.logging.disable_progress_bar()  # one bar (ours) per run is enough
 
+    device, compute_dtype = resolve_device(args.device)
     train_text = read_split(args.corpus_dir, "train.txt")
     valid_text = read_split(args.corpus_dir, "valid.txt")
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    if device.type == "cuda":
-        autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
-    else:
+    if compute_dtype == torch.float32:
         autocast = contextlib.nullcontext
+    else:
+        autocast = lambda: torch.autocast(device.type, dtype=compute_dtype)  # noqa: E731
 
     # 1. tokenizer and data
     tokenizer = train_tokenizer(train_text, args.vocab_size)

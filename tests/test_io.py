@@ -103,3 +103,15 @@ def test_cli_without_command_prints_help(capsys):
     with pytest.raises(SystemExit):
         cli.main([])
     assert "extract" in capsys.readouterr().out
+
+
+def test_attr_text_decodes_bytes_and_gives_default(tmp_path):
+    from brainphase.io import attr_text
+
+    with h5py.File(tmp_path / "a.h5", "w") as handle:
+        handle.attrs["as_bytes"] = np.bytes_("sentences")
+        handle.attrs["as_str"] = "words"
+        assert attr_text(handle, "as_bytes") == "sentences"
+        assert attr_text(handle, "as_str") == "words"
+        assert attr_text(handle, "missing") == ""
+        assert attr_text(handle, "missing", "none") == "none"

@@ -194,6 +194,12 @@ def read_attrs(path: str | os.PathLike) -> dict:
         return {k: _plain(v) for k, v in handle.attrs.items()}
 
 
+def attr_text(obj: h5py.HLObject, key: str, default: str = "") -> str:
+    """A string attribute of an HDF5 object as ``str`` (h5py may return ``bytes``);
+    ``default`` when the attribute is absent."""
+    return str(_plain(obj.attrs.get(key, default)))
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8")

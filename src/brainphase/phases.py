@@ -44,7 +44,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from brainphase.errors import InputError
-from brainphase.io import atomic_h5, open_h5, provenance, read_strings, string_array
+from brainphase.io import atomic_h5, attr_text, open_h5, provenance, read_strings, string_array
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +144,7 @@ def _checkpoint(path: Path, handle: h5py.File) -> _Checkpoint:
     missing = [k for k in ("model_id", "seed", "step", "tokens") if k not in handle.attrs]
     if missing:
         raise InputError(f"{path}: root attributes {missing} are missing; re-create it with a current brainphase")
-    model_id = handle.attrs["model_id"]
-    model_id = model_id.decode() if isinstance(model_id, bytes) else str(model_id)
-    return _Checkpoint(path, model_id, int(handle.attrs["seed"]), int(handle.attrs["step"]), int(handle.attrs["tokens"]))
+    return _Checkpoint(path, attr_text(handle, "model_id"), int(handle.attrs["seed"]), int(handle.attrs["step"]), int(handle.attrs["tokens"]))
 
 
 def _grid(checkpoints: Sequence[_Checkpoint], kind: str) -> tuple[list[int], list[int], dict[tuple[int, int], _Checkpoint]]:
@@ -205,8 +203,7 @@ def _read_tasks(ckpts: dict[tuple[int, int], _Checkpoint], seeds: list[int], ste
                 if metrics and sorted(group) != sorted(metrics):
                     raise InputError(f"{path}: metrics {sorted(group)} differ from the other tasks files' {sorted(metrics)}")
                 for name, dataset in group.items():
-                    kind = dataset.attrs.get("kind", "")
-                    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+                    kind = attr_text(dataset, "kind")
                     if kind not in ("continuous", "discontinuous") or "higher_is_better" not in dataset.attrs:
                         raise InputError(f"{path}: /metrics/{name} needs attrs higher_is_better and kind (continuous/discontinuous)")
                     entry = metrics.setdefault(name, {
@@ -568,8 +565,7 @@ def _primary_metric(metrics: h5py.Group, requested: str | None, path: Path) -> s
             raise InputError(f"--primary-metric {requested!r} is not in {path}:/metrics (available: {names})")
         return requested
     for name in names:
-        kind = metrics[name].attrs["kind"]
-        if (kind.decode() if isinstance(kind, bytes) else kind) == "discontinuous":
+        if attr_text(metrics[name], "kind") == "discontinuous":
             return name
     raise InputError(f"{path}: no discontinuous metric in /metrics {names}; choose one with --primary-metric")
 
@@ -755,18 +751,16 @@ def load_trajectory(path: str | Path) -> Trajectory:
     """Read ``trajectory.h5`` (written by :func:`phases`) into a :class:`Trajectory`."""
     path = Path(path)
 
-    def text(value) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
-
     with open_h5(path, stage="phases") as handle:
         return Trajectory(
             steps=handle["steps"][()], tokens=handle["tokens"][()], seeds=handle["seeds"][()],
             layers=handle["layers"][()], alignment=handle["brain/alignment"][()],
             alignment_layer=handle["brain/alignment_layer"][()], best_layer=handle["brain/best_layer"][()],
             metrics={name: ds[()] for name, ds in handle["metrics"].items()},
-            metric_kinds={name: text(ds.attrs["kind"]) for name, ds in handle["metrics"].items()},
+            metric_kinds={name: attr_text(ds, "kind") for name, ds in handle["metrics"].items()},
             labels=handle["phases/labels"][()], alignment_smoothed=handle["phases/alignment_smoothed"][()],
             seed_labels=handle["phases/seed_labels"][()],
-            phase_attrs={k: (text(v) if isinstance(v, (bytes, str)) else v) for k, v in handle["phases"].attrs.items()},
-            model_id=text(handle.attrs["model_id"]), simulated=bool(handle.attrs.get("simulated", False)),
+            phase_attrs={k: (attr_text(handle["phases"], k) if isinstance(v, (bytes, str)) else v)
+                         for k, v in handle["phases"].attrs.items()},
+            model_id=attr_text(handle, "model_id"), simulated=bool(handle.attrs.get("simulated", False)),
         )

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from brainphase.errors import InputError
-from brainphase.io import read_strings
+from brainphase.io import attr_text, read_strings
 
 #: fewest outer folds: nested CV needs >= 2 folds left for the inner choice of alpha
 MIN_SENTENCE_FOLDS = 3
@@ -28,15 +28,12 @@ MIN_SENTENCE_FOLDS = 3
 
 def is_sentence_dataset(resp: h5py.File) -> bool:
     """True when a ``responses.h5`` holds one response per sentence (``dataset_kind`` or ``/sentences``)."""
-    kind = resp.attrs.get("dataset_kind", "")
-    kind = kind.decode("utf-8") if isinstance(kind, bytes) else str(kind)
-    return kind == "sentences" or "sentences" in resp
+    return attr_text(resp, "dataset_kind") == "sentences" or "sentences" in resp
 
 
 def activation_stimulus_kind(act: h5py.File) -> str:
     """The ``stimulus_kind`` attribute of an activations file (``words``, ``sentences``; ``""`` when absent)."""
-    kind = act.attrs.get("stimulus_kind", "")
-    return kind.decode("utf-8") if isinstance(kind, bytes) else str(kind)
+    return attr_text(act, "stimulus_kind")
 
 
 def normalize_whitespace(text: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from brainphase import cli
 from brainphase.figures import (FIGURE_NAMES, metric_order, phase_spans, plot_alignment, plot_layers,
                                 plot_tasks)
-from brainphase.phases import load_trajectory
+from brainphase.phases.aggregate import load_trajectory
 from test_phases import planted_trajectory
 
 

@@ -15,7 +15,7 @@ from scipy import stats
 from brainphase import cli
 from brainphase.errors import InputError
 from brainphase.io import atomic_h5, provenance, read_strings, string_array
-from brainphase.phases import aggregate, correlate, label_phases, load_trajectory, phases, smooth
+from brainphase.phases.aggregate import aggregate, correlate, label_phases, load_trajectory, phases, smooth
 
 LAYERS = np.array([0, 2, 4])  # 3 layers (non-contiguous indices, so positions != indices)
 SUBJECTS = ["sub-01", "sub-02"]

@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("brainphase.activations", "word-level activations of all layers of one checkpoint"),
     "encode": ("brainphase.encoding.cli", "ridge encoding models: held-out r per voxel, layer and subject"),
     "tasks": ("brainphase.tasks", "task metrics (next-token accuracy, loss) of one checkpoint"),
-    "aggregate": ("brainphase.phases", "collect scores and task metrics over steps into metrics.h5"),
-    "phases": ("brainphase.phases", "label the alignment / detachment / realignment phases -> trajectory.h5"),
+    "aggregate": ("brainphase.phases.aggregate", "collect scores and task metrics over steps into metrics.h5"),
+    "phases": ("brainphase.phases.aggregate", "label the alignment / detachment / realignment phases -> trajectory.h5"),
     "figures": ("brainphase.figures", "draw the trajectory figures (PNG + PDF) from trajectory.h5"),
 }
 

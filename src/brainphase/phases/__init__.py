@@ -1,0 +1,11 @@
+"""Brain alignment over training and the phases of Nakagi et al. (2025, arXiv:2502.20779).
+
+Modules, one job each:
+
+- :mod:`brainphase.phases.aggregate`: ``brainphase aggregate``, per-checkpoint scores and task
+  metrics -> ``metrics.h5`` (arrays over seeds x steps, alignment summaries);
+- :mod:`brainphase.phases.segment`: continuous piecewise-linear segmentation over log10 tokens;
+- :mod:`brainphase.phases.label`: phase names, bootstrap uncertainty, task changes per segment;
+- :mod:`brainphase.phases.cli`: ``brainphase phases``, ``metrics.h5`` or a table -> ``trajectory.h5``;
+- :mod:`brainphase.phases.read`: :func:`load_trajectory`.
+"""

@@ -32,7 +32,7 @@ FIGURES = ["alignment", "tasks", "layers"]
 wildcard_constraints:
     model="|".join(PLANS),
     seed=r"\d+",
-    step=r"\d+",
+    step=r"-1|\d+",  # -1: a single checkpoint of unknown training step
 
 
 def plan_of(wildcards):
@@ -55,17 +55,33 @@ def checkpoint_options(wildcards):
     key = step_key(wildcards)
     options = {"model": plan.source[key], "revision": plan.revision[key], "model_id": wildcards.model,
                "seed": wildcards.seed, "step": wildcards.step}
-    tokens_per_step = config["models"][wildcards.model].get("tokens_per_step")
-    if tokens_per_step:
-        options["tokens_per_step"] = tokens_per_step
+    entry = config["models"][wildcards.model]
+    options["tokens_per_step"] = entry.get("tokens_per_step")
+    options["tokens"] = entry.get("tokens")
     return cli_options(options)
 
 
+def tasks_text(model):
+    """Held-out text of the task metrics of ``model``, or None when it gets none.
+
+    ``tasks.text`` if set; else the corpus's valid.txt, except for a pretrained model of a
+    sentence-level run (no demo corpus is downloaded for it).
+    """
+    if config["tasks"].get("text"):
+        return config["tasks"]["text"]
+    if SENTENCES and not PLANS[model].trained:
+        return None
+    return f"{R}/corpus/valid.txt"
+
+
 def per_step_files(kind):
-    """Input function: every seed's and step's `kind` file of a model."""
+    """Input function: every seed's and step's `kind` file of a model (no tasks files for a
+    model without task text, see `tasks_text`)."""
 
     def files(wildcards):
         plan = PLANS[wildcards.model]
+        if kind == "tasks" and tasks_text(wildcards.model) is None:
+            return []
         return [f"{R}/{kind}/{wildcards.model}/seed{seed}/step{step}.h5" for seed in plan.seeds for step in plan.steps[seed]]
 
     return files

@@ -58,14 +58,14 @@ rule extract:
 rule tasks:
     input:
         checkpoint_inputs,
-        text=f"{R}/corpus/valid.txt",
+        text=lambda wildcards: tasks_text(wildcards.model) or [],
     output:
         f"{R}/tasks/{{model}}/seed{{seed}}/step{{step}}.h5",
     log:
         f"{R}/logs/tasks/{{model}}_seed{{seed}}_step{{step}}.log",
     params:
         checkpoint=checkpoint_options,
-        options=cli_options(config["tasks"]),
+        options=cli_options(config["tasks"], exclude=("text",)),
         device=config["extract"]["device"],
     threads: 1
     resources:

@@ -1,4 +1,4 @@
-"""Tiny, seeded GPT-NeoX models and tokenizers for the model-side tests.
+"""Tiny, seeded GPT-NeoX and BERT models and tokenizers for the model-side tests (no downloads).
 
 Imported by ``test_checkpoints.py``, ``test_activations.py`` and ``test_tasks.py``; the
 fixtures are session-scoped so the tokenizer is trained and the model saved once.
@@ -131,3 +131,53 @@ def untrimmed_checkpoint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("untrimmed")
     tokenizer = train_tokenizer(folder / "tokenizer", trim_offsets=False)
     return save_checkpoint(folder / "step16", tokenizer, build_model(len(tokenizer), seed=5))
+
+
+def train_wordpiece_tokenizer(out_dir: Path):
+    """A BERT-style WordPiece tokenizer (lower-casing, ``[CLS] text [SEP]``) trained on
+    :data:`SENTENCES` and saved to ``out_dir``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials)
+    tokenizer.train_from_iterator(SENTENCES * 20, trainer=trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_bert(vocab_size: int, seed: int = 0, max_positions: int = MAX_POSITIONS):
+    """A randomly initialised (seeded) BERT masked LM with the test geometry."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=D_MODEL,
+        num_hidden_layers=N_LAYERS,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=max_positions,
+        pad_token_id=0,
+    )
+    return BertForMaskedLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_checkpoint(tmp_path_factory) -> Path:
+    """A saved BERT (``BertForMaskedLM``) folder with its WordPiece tokenizer, no metadata."""
+    folder = tmp_path_factory.mktemp("bert") / "tiny-bert"
+    tokenizer = train_wordpiece_tokenizer(folder)
+    build_bert(len(tokenizer)).save_pretrained(folder)
+    return folder

@@ -11,7 +11,16 @@ import textwrap
 import pytest
 import torch
 
-from _models import D_MODEL, MAX_POSITIONS, N_LAYERS, build_model, save_checkpoint, tiny_checkpoint, tiny_tokenizer_dir  # noqa: F401
+from _models import (  # noqa: F401
+    D_MODEL,
+    MAX_POSITIONS,
+    N_LAYERS,
+    build_model,
+    save_checkpoint,
+    tiny_bert_checkpoint,
+    tiny_checkpoint,
+    tiny_tokenizer_dir,
+)
 from brainphase.errors import InputError
 from brainphase.models import checkpoints as ck
 
@@ -170,12 +179,69 @@ def test_step_and_tokens_per_step_fill_what_a_plain_folder_lacks():
     assert cli_model_attrs(_info(300, 5), _labels(step=300, tokens_per_step=1000))["tokens"] == 5
 
 
-def test_unknown_or_contradicting_step_is_a_clear_error():
+def test_contradicting_step_or_unknown_tokens_are_clear_errors():
     from brainphase.models.checkpoints import cli_model_attrs
 
-    with pytest.raises(InputError, match="training step is unknown.*pass --step"):
-        cli_model_attrs(_info(None, None), _labels())
     with pytest.raises(InputError, match="tokens seen at step 3 are unknown.*--tokens-per-step"):
         cli_model_attrs(_info(None, None), _labels(step=3))
     with pytest.raises(InputError, match="--step 4 contradicts the checkpoint's own step 3"):
         cli_model_attrs(_info(3, 30), _labels(step=4))
+
+    with pytest.raises(InputError, match="--tokens 7 contradicts the checkpoint's own 30 tokens"):
+        cli_model_attrs(_info(3, 30), _labels(tokens=7))
+
+
+def test_unknown_step_step_zero_and_missing_seed_have_fixed_labels():
+    from brainphase.models.checkpoints import DEFAULT_SEED, cli_model_attrs
+
+    attrs = cli_model_attrs(_info(None, None), _labels())
+    assert (attrs["step"], attrs["tokens"], attrs["seed"]) == (-1, -1, DEFAULT_SEED)
+    assert cli_model_attrs(_info(None, None), _labels(tokens=10**9))["tokens"] == 10**9
+    # step 0 is the initialisation: 0 tokens without tokens_per_step
+    assert cli_model_attrs(_info(None, None), _labels(step=0))["tokens"] == 0
+    assert cli_model_attrs(_info(0, None), _labels())["tokens"] == 0
+    assert cli_model_attrs(_info(None, None), _labels(seed=4))["seed"] == 4
+
+
+def test_missing_local_path_is_not_looked_up_on_the_hub(tmp_path):
+    for missing in (tmp_path / "nope", "./not/here"):
+        with pytest.raises(InputError) as info:
+            ck.load_checkpoint(missing, device="cpu")
+        assert "no such checkpoint folder" in str(info.value)
+        assert "Repo id" not in str(info.value) and "hf download" not in str(info.value)
+
+
+def test_model_kind_of_causal_encoder_and_refused_configs():
+    from transformers import BertConfig, GPT2Config, GPTNeoXConfig, T5Config
+
+    from brainphase.models.architecture import model_kind
+
+    assert model_kind(GPTNeoXConfig(), "x") == "causal"
+    assert model_kind(GPT2Config(architectures=["GPT2LMHeadModel"]), "x") == "causal"
+    assert model_kind(BertConfig(architectures=["BertForMaskedLM"]), "x") == "encoder"
+    # a BERT saved as BertLMHeadModel without is_decoder is an encoder, not a causal LM
+    assert model_kind(BertConfig(architectures=["BertLMHeadModel"]), "x") == "encoder"
+    assert model_kind(BertConfig(architectures=["BertLMHeadModel"], is_decoder=True), "x") == "causal"
+    with pytest.raises(InputError, match="encoder-decoder"):
+        model_kind(T5Config(), "x")
+
+
+def test_encoder_loads_without_a_head(tiny_bert_checkpoint):
+    from transformers import BertModel
+
+    checkpoint = ck.load_checkpoint(tiny_bert_checkpoint, device="cpu")
+    assert type(checkpoint.model) is BertModel  # not BertLMHeadModel with a random head
+    info = checkpoint.info
+    assert (info["architecture"], info["lm_head"], info["n_layers"], info["d_model"]) == ("encoder", False, N_LAYERS, D_MODEL)
+    assert (info["step"], info["seed"]) == (None, None)
+
+
+def test_causal_model_without_its_head_is_flagged(tiny_checkpoint, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "headless"
+    shutil.copytree(tiny_checkpoint, folder)
+    AutoModelForCausalLM.from_pretrained(tiny_checkpoint).base_model.save_pretrained(folder)
+    checkpoint = ck.load_checkpoint(folder, device="cpu")
+    assert (checkpoint.info["architecture"], checkpoint.info["lm_head"]) == ("causal", False)
+    assert ck.load_checkpoint(tiny_checkpoint, device="cpu").info["lm_head"] is True

@@ -17,9 +17,19 @@ is processed in isolation, with no preceding sentence as context. Their ``onset`
 are ordinal word positions, not seconds; the root attribute ``stimulus_kind`` says which
 kind of stimulus a file holds (``words`` or ``sentences``).
 
-Windows are batched (right-padded; padding sits after the real tokens, so causal attention
-never sees it) and each batch's word vectors are written straight into chunked HDF5
-datasets ``/layer_{i}``, so memory stays flat whatever the stimulus length.
+Encoder (masked, bidirectional) models (:mod:`brainphase.models.architecture`) get the same
+window, wrapped in their tokenizer's special tokens (``[CLS] window [SEP]`` for BERT; the
+special tokens do not count in ``context_tokens`` and are never pooled); within the window
+every token sees every other one, so a word's vector depends on the words before it in the
+window and on itself, never on later words.
+
+Windows are batched, right-padded with the tokenizer's padding id, and every forward pass
+gets an attention mask that hides the padding; positions are the models' default
+``0 .. n-1`` from the first real token, which right padding leaves untouched. A word's
+vector is therefore the same whatever else is in its batch (tested for batch size 1 against
+mixed-length batches, causal and bidirectional). Each batch's word vectors are written
+straight into chunked HDF5 datasets ``/layer_{i}``, so memory stays flat whatever the
+stimulus length.
 """
 
 from __future__ import annotations
@@ -71,16 +81,20 @@ class WordBatch:
     rows : slice
         Rows of the (ordered) words table these words occupy.
     input_ids : torch.LongTensor, shape (n_batch, window)
-        Each word's causal context, right-padded to the longest window of the batch.
+        Each word's context (framed by the special tokens, if any), right-padded with the
+        padding id to the longest window of the batch.
+    attention_mask : torch.LongTensor, shape (n_batch, window)
+        1 on real and special tokens, 0 on padding.
     pool_weights : torch.FloatTensor, shape (n_batch, window)
         Weight of each position in the word's vector (one-hot on the last token, or
-        1/n_tokens on each of the word's tokens); zero on context and padding.
+        1/n_tokens on each of the word's tokens); zero on context, special tokens and padding.
     n_tokens : int
         Real (unpadded) tokens in the batch.
     """
 
     rows: slice
     input_ids: "object"
+    attention_mask: "object"
     pool_weights: "object"
     n_tokens: int
 
@@ -130,7 +144,8 @@ def tokenize_run(tokenizer, words_df: pd.DataFrame, run: str) -> RunTokens:
 
 
 def iter_word_batches(
-    runs: list[RunTokens], context_tokens: int, pooling: str, batch_size: int
+    runs: list[RunTokens], context_tokens: int, pooling: str, batch_size: int,
+    prefix: tuple[int, ...] | list[int] = (), suffix: tuple[int, ...] | list[int] = (), pad_id: int = 0,
 ) -> Iterator[WordBatch]:
     """Yield the batches (:class:`WordBatch`) of all words of ``runs``, in order.
 
@@ -143,11 +158,17 @@ def iter_word_batches(
     pooling : {"last", "mean"}
     batch_size : int
         Words per batch.
+    prefix, suffix : sequence of int
+        Special token ids put before and after every window (encoder models).
+    pad_id : int
+        Token id of the (masked) padding.
     """
     import torch
 
     if pooling not in POOLINGS:
         raise InputError(f"--pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
+    prefix = np.asarray(prefix, dtype=np.int64)
+    suffix = np.asarray(suffix, dtype=np.int64)
     jobs = [(r, w) for r, run in enumerate(runs) for w in range(len(run.last_token))]
     for begin in range(0, len(jobs), batch_size):
         batch = jobs[begin : begin + batch_size]
@@ -156,37 +177,43 @@ def iter_word_batches(
             run = runs[r]
             last = int(run.last_token[w])
             start = max(0, last - context_tokens + 1)
-            windows.append(run.token_ids[start : last + 1])
-            pooled = np.zeros(last + 1 - start, dtype=np.float32)
+            windows.append(np.concatenate([prefix, run.token_ids[start : last + 1], suffix]))
+            pooled = np.zeros(len(windows[-1]), dtype=np.float32)
+            end = len(prefix) + last + 1 - start  # one past the word's last token
             if pooling == "last":
-                pooled[-1] = 1.0
+                pooled[end - 1] = 1.0
             else:
                 first = max(int(run.first_token[w]), start)
-                pooled[first - start :] = 1.0 / (last + 1 - first)
+                pooled[end - (last + 1 - first) : end] = 1.0 / (last + 1 - first)
             weights.append(pooled)
         width = max(len(x) for x in windows)
-        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        input_ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
         pool_weights = torch.zeros((len(batch), width), dtype=torch.float32)
         for i, (ids, pooled) in enumerate(zip(windows, weights)):
             input_ids[i, : len(ids)] = torch.from_numpy(ids)
+            attention_mask[i, : len(ids)] = 1
             pool_weights[i, : len(pooled)] = torch.from_numpy(pooled)
         yield WordBatch(
             rows=slice(begin, begin + len(batch)),
             input_ids=input_ids,
+            attention_mask=attention_mask,
             pool_weights=pool_weights,
             n_tokens=sum(len(x) for x in windows),
         )
 
 
-def word_vectors(model, input_ids, pool_weights):
+def word_vectors(model, input_ids, pool_weights, attention_mask=None):
     """Pooled hidden states of every layer for one batch of word windows.
 
     Parameters
     ----------
     model : transformers.PreTrainedModel
-        Causal LM (its base model is run; the LM head is not needed).
+        Causal LM or encoder (its base model is run; no head is needed).
     input_ids : torch.LongTensor, shape (n_batch, window)
     pool_weights : torch.Tensor, shape (n_batch, window)
+    attention_mask : torch.LongTensor, shape (n_batch, window), optional
+        0 on (right) padding; None means no padding.
 
     Returns
     -------
@@ -197,7 +224,9 @@ def word_vectors(model, input_ids, pool_weights):
     device = next(model.parameters()).device
     weights = pool_weights.to(device, torch.float32, non_blocking=True)
     with torch.inference_mode():
-        out = model.base_model(input_ids=input_ids.to(device, non_blocking=True), output_hidden_states=True)
+        mask = None if attention_mask is None else attention_mask.to(device, non_blocking=True)
+        out = model.base_model(input_ids=input_ids.to(device, non_blocking=True), attention_mask=mask,
+                               output_hidden_states=True)
         return torch.stack([torch.einsum("bl,bld->bd", weights, h.float()) for h in out.hidden_states])
 
 
@@ -215,7 +244,7 @@ def extract_activations(
     checkpoint,
     words_df: pd.DataFrame,
     out_path: str | os.PathLike,
-    context_tokens: int = 256,
+    context_tokens: int = 128,
     pooling: str = "last",
     batch_size: int = 32,
     storage_dtype: str = "float32",
@@ -233,7 +262,8 @@ def extract_activations(
     out_path : path
         Written atomically: nothing appears there on error.
     context_tokens : int
-        Window length in tokens, clamped to the model's maximum positions.
+        Window length in tokens, clamped to the model's maximum positions (less its special
+        tokens).
     pooling : {"last", "mean"}
     batch_size : int
         Words per forward pass.
@@ -248,6 +278,7 @@ def extract_activations(
     import torch
     from tqdm import tqdm
 
+    from brainphase.models.architecture import pad_token_id, special_token_frame
     from brainphase.models.checkpoints import model_attrs
 
     if stimulus_kind not in STIMULUS_KINDS:
@@ -257,7 +288,12 @@ def extract_activations(
     if batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {batch_size}")
     info = checkpoint.info
-    context = effective_context(int(context_tokens), info["max_positions"])
+    encoder = info.get("architecture") == "encoder"
+    prefix, suffix = special_token_frame(checkpoint.tokenizer) if encoder else ([], [])
+    context = effective_context(int(context_tokens), info["max_positions"] - len(prefix) - len(suffix))
+    if encoder:
+        log.info("encoder model: windows framed as %s + window + %s, context bidirectional within each window",
+                 prefix, suffix)
     words = ordered_words(words_df)
     runs = [tokenize_run(checkpoint.tokenizer, words, run) for run in pd.unique(words["run"])]
     n_words, d_model, n_hidden = len(words), info["d_model"], info["n_layers"] + 1
@@ -281,6 +317,8 @@ def extract_activations(
         "compute_dtype": info["dtype"],
         "device": info["device"],
         "stimulus_kind": stimulus_kind,
+        "architecture": info.get("architecture", "causal"),
+        "special_tokens": len(prefix) + len(suffix),
     }
     chunk_rows = max(1, min(n_words, _CHUNK_BYTES // (d_model * np.dtype(storage_dtype).itemsize)))
     with atomic_h5(out_path, attrs) as handle:
@@ -289,10 +327,10 @@ def extract_activations(
             handle.create_dataset(f"layer_{i}", shape=(n_words, d_model), dtype=storage_dtype, chunks=(chunk_rows, d_model))
             for i in range(n_hidden)
         ]
-        batches = iter_word_batches(runs, context, pooling, batch_size)
+        batches = iter_word_batches(runs, context, pooling, batch_size, prefix, suffix, pad_token_id(checkpoint.tokenizer))
         total = -(-n_words // batch_size)
         for batch in tqdm(batches, total=total, desc="extract", unit="batch", leave=False):
-            vectors = word_vectors(checkpoint.model, batch.input_ids, batch.pool_weights)
+            vectors = word_vectors(checkpoint.model, batch.input_ids, batch.pool_weights, batch.attention_mask)
             if not bool(torch.isfinite(vectors).all()):
                 raise InputError(f"{info['source']} ({info['revision']}): the model produced non-finite hidden states")
             stored = vectors.cpu().numpy().astype(storage_dtype, copy=False)
@@ -314,6 +352,7 @@ def _write_words(handle, words: pd.DataFrame) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``brainphase extract``."""
+    from brainphase.config import schema_default
     from brainphase.models.checkpoints import add_checkpoint_arguments
 
     add_checkpoint_arguments(parser)
@@ -323,10 +362,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sentence list, one sentence per line; each sentence is its own run (s0000, s0001, ...) "
                              "and is processed in isolation; onset/offset are word positions, not seconds")
     parser.add_argument("--out", required=True, help="output activations .h5")
-    parser.add_argument("--context-tokens", type=int, default=256, help="causal window per word, in tokens")
-    parser.add_argument("--pooling", choices=POOLINGS, default="last", help="pooling over a word's tokens")
-    parser.add_argument("--batch-size", type=int, default=32, help="words per forward pass")
-    parser.add_argument("--storage-dtype", choices=STORAGE_DTYPES, default="float32")
+    parser.add_argument("--context-tokens", type=int, default=schema_default("extract.context_tokens"),
+                        help="window per word, in tokens, ending at its last token (default: %(default)s)")
+    parser.add_argument("--pooling", choices=POOLINGS, default=schema_default("extract.pooling"),
+                        help="pooling over a word's tokens (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=schema_default("extract.batch_size"),
+                        help="words per forward pass (default: %(default)s)")
+    parser.add_argument("--storage-dtype", choices=STORAGE_DTYPES, default=schema_default("extract.storage_dtype"))
 
 
 def main(args: argparse.Namespace) -> None:

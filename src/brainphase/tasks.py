@@ -16,7 +16,13 @@ metric                     definition                              kind         
 
 ``p`` is the softmax of the logits in float32. Accuracy is the all-or-nothing metric whose
 apparent "emergence" can be an artefact of discontinuity; the three continuous ones show
-the same predictions without thresholding.
+the same predictions without thresholding. Windows are right-padded and masked, so a
+window's metrics do not depend on the others in its batch.
+
+A checkpoint without a trained next-token head (an encoder model such as BERT, or a causal
+model saved without its head) gets no metrics, never numbers from a random head: its file
+has an empty ``/metrics`` group and the root attribute ``skipped`` says why (``skipped`` is
+the empty string in a file with metrics).
 """
 
 from __future__ import annotations
@@ -102,8 +108,10 @@ def target_statistics(logits, targets):
     }
 
 
-def evaluate(model, windows: list[np.ndarray], batch_size: int) -> dict[str, float]:
+def evaluate(model, windows: list[np.ndarray], batch_size: int, pad_id: int = 0) -> dict[str, float]:
     """Mean metrics over all targets of ``windows`` (see the module docstring).
+
+    ``pad_id`` fills the (masked) padding after shorter windows.
 
     Returns
     -------
@@ -118,14 +126,16 @@ def evaluate(model, windows: list[np.ndarray], batch_size: int) -> dict[str, flo
     for begin in tqdm(range(0, len(windows), batch_size), desc="tasks", unit="batch", leave=False):
         batch = windows[begin : begin + batch_size]
         width = max(len(w) for w in batch)
-        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        input_ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
         targets = torch.full((len(batch), width), -100, dtype=torch.long)
         for i, window in enumerate(batch):
             ids = torch.from_numpy(np.asarray(window, dtype=np.int64))
             input_ids[i, : len(ids)] = ids
+            attention_mask[i, : len(ids)] = 1
             targets[i, : len(ids) - 1] = ids[1:]
         with torch.inference_mode():
-            logits = model(input_ids=input_ids.to(device)).logits
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
         for key, value in target_statistics(logits, targets.to(device)).items():
             totals[key] += value
     n_targets = totals.pop("n_targets")
@@ -134,18 +144,23 @@ def evaluate(model, windows: list[np.ndarray], batch_size: int) -> dict[str, flo
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``brainphase tasks``."""
+    from brainphase.config import schema_default
     from brainphase.models.checkpoints import add_checkpoint_arguments
 
     add_checkpoint_arguments(parser)
     parser.add_argument("--text", required=True, help="held-out text (UTF-8), e.g. corpus/valid.txt")
     parser.add_argument("--out", required=True, help="output tasks .h5")
-    parser.add_argument("--max-tokens", type=int, default=20000, help="tokens of the text evaluated")
-    parser.add_argument("--seq-len", type=int, default=128, help="window length (tokens)")
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument("--max-tokens", type=int, default=schema_default("tasks.max_tokens"),
+                        help="tokens of the text evaluated (default: %(default)s)")
+    parser.add_argument("--seq-len", type=int, default=schema_default("tasks.seq_len"),
+                        help="window length in tokens (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=schema_default("tasks.batch_size"),
+                        help="windows per forward pass (default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> None:
     """Run ``brainphase tasks``."""
+    from brainphase.models.architecture import pad_token_id
     from brainphase.models.checkpoints import cli_model_attrs, load_checkpoint
 
     if args.max_tokens < 2 or args.seq_len < 2 or args.batch_size < 1:
@@ -155,6 +170,14 @@ def main(args: argparse.Namespace) -> None:
         )
     text = read_nonempty_text(args.text, "pass the held-out text with --text (e.g. results/corpus/valid.txt)")
     checkpoint = load_checkpoint(args.model, revision=args.revision, device=args.device)
+    model_labels = cli_model_attrs(checkpoint.info, args)
+    skipped = skip_reason(checkpoint.info)
+    if skipped:
+        log.warning("%s: no task metrics: %s", args.model, skipped)
+        attrs = provenance("tasks", args, [args.text], **model_labels, skipped=skipped)
+        with atomic_h5(args.out, attrs) as handle:
+            handle.create_group("metrics")
+        return
     seq_len = args.seq_len
     if seq_len > checkpoint.info["max_positions"]:
         seq_len = checkpoint.info["max_positions"]
@@ -165,10 +188,10 @@ def main(args: argparse.Namespace) -> None:
     windows = token_windows(token_ids, seq_len, args.max_tokens)
     if not windows:
         raise InputError(f"{args.text}: fewer than 2 tokens, nothing to predict")
-    results = evaluate(checkpoint.model, windows, args.batch_size)
+    results = evaluate(checkpoint.model, windows, args.batch_size, pad_token_id(checkpoint.tokenizer))
     log.info("%s: %s", args.text, ", ".join(f"{m.name}={results[m.name]:.4f}" for m in METRICS))
     attrs = provenance(
-        "tasks", args, [args.text], **cli_model_attrs(checkpoint.info, args),
+        "tasks", args, [args.text], **model_labels, skipped="",
         n_targets=results["n_targets"], seq_len=seq_len, n_windows=len(windows),
     )
     with atomic_h5(args.out, attrs) as handle:
@@ -177,3 +200,19 @@ def main(args: argparse.Namespace) -> None:
             dataset = group.create_dataset(metric.name, data=np.float64(results[metric.name]))
             dataset.attrs["higher_is_better"] = metric.higher_is_better
             dataset.attrs["kind"] = metric.kind
+
+
+def skip_reason(info: dict) -> str:
+    """Why a checkpoint gets no task metrics (``""`` when it gets them).
+
+    Parameters
+    ----------
+    info : dict
+        :attr:`brainphase.models.checkpoints.Checkpoint.info` (``architecture``, ``lm_head``).
+    """
+    if info.get("architecture") == "encoder":
+        return ("encoder (masked, bidirectional) model: it has no next-token head, so next-token metrics "
+                "do not apply")
+    if not info.get("lm_head", True):
+        return "the checkpoint has no trained next-token head (its head weights are missing)"
+    return ""

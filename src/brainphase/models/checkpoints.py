@@ -28,12 +28,18 @@ import torch
 
 from brainphase.errors import InputError
 from brainphase.io import sha256_file
-from brainphase.models.revisions import infer_revision, steps_to_tokens, tokens_per_step
+from brainphase.models.architecture import model_kind
+from brainphase.models.revisions import (
+    CHECKPOINT_META,
+    UNKNOWN_STEP,
+    UNKNOWN_TOKENS,
+    infer_revision,
+    steps_to_tokens,
+    tokens_per_step,
+)
 
 log = logging.getLogger(__name__)
 
-#: Metadata file written next to each checkpoint by ``brainphase train``.
-CHECKPOINT_META = "brainphase_checkpoint.json"
 _SAFETENSORS = re.compile(r"^model(-\d+-of-\d+)?\.safetensors$")
 _TORCH_BIN = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -135,12 +141,12 @@ def _local_folder(source: Path, revision: str | None) -> Path:
     return folder
 
 
-def _check_hub_revision(source: str, revision: str) -> None:
+def _check_hub_revision(source: str, revision: str):
     """Fetch (or find in the cache) the config of a Hub revision, or say how to download it."""
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(source, revision=revision)
+        return AutoConfig.from_pretrained(source, revision=revision)
     except (OSError, ValueError) as exc:
         raise InputError(
             f"model {source!r} revision {revision!r} is not available ({_one_line(exc)}); "
@@ -189,6 +195,7 @@ def load_checkpoint(source: str | os.PathLike, revision: str | None = None, devi
     ----------
     source : str or path
         Local checkpoint folder (or folder of ``step{N}/`` folders) or Hugging Face repo id.
+        A path that does not exist is an error, never looked up on the Hub.
     revision : str, optional
         Branch / tag / commit on the Hub, or the ``step{N}`` sub-folder of a local source.
     device : {"auto", "cpu", "cuda"}
@@ -197,25 +204,34 @@ def load_checkpoint(source: str | os.PathLike, revision: str | None = None, devi
     Raises
     ------
     InputError
-        Revision not available (the message gives the ``hf download`` command), corrupt
-        weight file (named), or a tokenizer whose token ids exceed the model's embeddings.
+        Missing local folder, revision not available (the message gives the ``hf download``
+        command), corrupt weight file (named), an unsupported architecture
+        (:func:`~brainphase.models.architecture.model_kind`), missing base-model weights, or
+        a tokenizer whose token ids exceed the model's embeddings.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from brainphase.config import is_local_source
 
     torch_device, dtype = resolve_device(device)
-    local = Path(source).is_dir()
+    local = is_local_source(str(source))
     if local:
-        folder = _local_folder(Path(source), revision)
+        source = Path(os.path.expanduser(str(source)))
+        if not source.is_dir():
+            raise InputError(f"{source}: no such checkpoint folder (a local path, not a Hugging Face repository id)")
+        folder = _local_folder(source, revision)
         target, hub_kwargs = str(folder), {}
+        config = AutoConfig.from_pretrained(target)
     else:
         target, hub_kwargs = str(source), {"revision": revision or "main"}
-        _check_hub_revision(target, hub_kwargs["revision"])
+        config = _check_hub_revision(target, hub_kwargs["revision"])
+    kind = model_kind(config, target if local else f"{target} (revision {hub_kwargs['revision']})")
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, **hub_kwargs)
     except (OSError, ValueError) as exc:
         raise InputError(f"{target}: cannot load the tokenizer ({_one_line(exc)})") from exc
     try:
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype, **hub_kwargs)
+        model, loading = _model_class(kind).from_pretrained(target, dtype=dtype, output_loading_info=True, **hub_kwargs)
     except Exception as exc:  # safetensors / pickle / shape errors: find and name the bad file
         folder = folder if local else _hub_snapshot(target, hub_kwargs["revision"])
         raise _diagnose_weights(weight_files(folder), exc) from exc
@@ -225,6 +241,7 @@ def load_checkpoint(source: str | os.PathLike, revision: str | None = None, devi
     if not files:
         raise InputError(f"{folder}: no model*.safetensors or pytorch_model*.bin weight file")
     weights_sha256 = hash_weights(files)
+    lm_head = _check_missing_weights(model, kind, loading.get("missing_keys", []), folder)
     model.to(torch_device).eval()
 
     vocab_size = model.get_input_embeddings().num_embeddings
@@ -248,17 +265,60 @@ def load_checkpoint(source: str | os.PathLike, revision: str | None = None, devi
         "weights_sha256": weights_sha256,
         "device": str(torch_device),
         "dtype": str(dtype).removeprefix("torch."),
+        "architecture": kind,
+        "lm_head": lm_head,
         "n_layers": int(config.num_hidden_layers),
         "d_model": int(config.hidden_size),
-        "max_positions": int(config.max_position_embeddings),
+        "max_positions": _max_positions(config, tokenizer),
         "vocab_size": int(vocab_size),
     }
     log.info(
-        "loaded %s (revision %s, step %s) from %s on %s/%s: %d layers, d_model %d",
-        info["model_id"], info["revision"] or "-", info["step"], folder, info["device"], info["dtype"],
+        "loaded %s (%s, revision %s, step %s) from %s on %s/%s: %d layers, d_model %d",
+        info["model_id"], kind, info["revision"] or "-", info["step"], folder, info["device"], info["dtype"],
         info["n_layers"], info["d_model"],
     )
+    if kind == "encoder":
+        log.info("%s is an encoder (masked LM): loaded without a head; each word's window is wrapped in the "
+                 "tokenizer's special tokens and its context is bidirectional within the window", info["model_id"])
     return Checkpoint(model=model, tokenizer=tokenizer, info=info)
+
+
+def _model_class(kind: str):
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    return AutoModelForCausalLM if kind == "causal" else AutoModel
+
+
+def _check_missing_weights(model, kind: str, missing: list[str], folder: Path) -> bool:
+    """Whether the model has a trained next-token head; missing base-model weights are an error.
+
+    Weights that the checkpoint lacks are randomly initialised by ``transformers``: in the
+    base model they would make every hidden state meaningless; in the head (a causal model
+    saved without it) only the task metrics, which are then skipped.
+    """
+    prefix = getattr(model, "base_model_prefix", "")
+    in_base = [k for k in missing if kind == "encoder" or (prefix and k.startswith(prefix + "."))]
+    in_base = [k for k in in_base if "pooler" not in k]  # encoders' pooler is not used
+    if in_base:
+        shown = ", ".join(in_base[:5]) + (" ..." if len(in_base) > 5 else "")
+        raise InputError(f"{folder}: the checkpoint lacks {len(in_base)} weights of the model ({shown}); "
+                         "they would be random. Check that the folder holds the full model")
+    if kind == "encoder":
+        return False
+    head = [k for k in missing if k not in in_base]
+    if head:
+        log.warning("%s: no trained next-token head (%s missing): task metrics will be skipped", folder, ", ".join(head))
+    return not head
+
+
+def _max_positions(config, tokenizer) -> int:
+    """Token positions the model can take, also bounded by the tokenizer's ``model_max_length``
+    (RoBERTa-type configs count 2 padding offsets in ``max_position_embeddings``)."""
+    limit = int(config.max_position_embeddings)
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < limit:
+        limit = tokenizer_limit
+    return limit
 
 
 def _read_meta(folder: Path) -> dict:
@@ -271,53 +331,82 @@ def _read_meta(folder: Path) -> dict:
         raise InputError(f"{path}: not valid JSON ({exc}); re-run `brainphase train` or delete the file") from exc
 
 
+#: Seed label of a checkpoint whose seed nobody states (``--seed`` left out, no metadata).
+DEFAULT_SEED = 0
+
+
 def model_attrs(info: dict, model_id: str | None = None, seed: int | None = None, step: int | None = None,
-                tokens_per_step: int | None = None) -> dict:
+                tokens_per_step: int | None = None, tokens: int | None = None) -> dict:
     """The model provenance attributes of an output file (``model_id``, ``revision``, ``seed``,
     ``step``, ``tokens``, ``weights_sha256``).
 
-    ``model_id`` / ``seed`` override the checkpoint's labels. ``step`` fills in a step the
-    checkpoint does not know (a plain local folder) and must agree with one it knows;
-    ``tokens_per_step`` gives the tokens when neither the metadata nor the revision name does.
+    ``model_id`` / ``seed`` override the checkpoint's labels; with neither, the seed is
+    :data:`DEFAULT_SEED`. ``step`` fills in a step the checkpoint does not know (a plain local
+    folder) and must agree with one it knows; unknown everywhere, it is
+    :data:`~brainphase.models.revisions.UNKNOWN_STEP`. Tokens seen: ``tokens`` (must agree
+    with the checkpoint's own), else the checkpoint's, else 0 at step 0, else
+    ``step * tokens_per_step``; :data:`~brainphase.models.revisions.UNKNOWN_TOKENS` for an
+    unknown step; None (unknown) for a known step > 0 without any of these.
     """
     known_step = info["step"]
     if step is not None and known_step is not None and int(step) != int(known_step):
         raise InputError(f"{info['source']}: --step {step} contradicts the checkpoint's own step {known_step}")
-    step = known_step if step is None else int(step)
-    tokens = info["tokens"]
-    if tokens is None and tokens_per_step is not None and step is not None:
-        tokens = int(step) * int(tokens_per_step)
+    step = UNKNOWN_STEP if known_step is None and step is None else int(known_step if step is None else step)
+    known_tokens = info["tokens"]
+    if tokens is not None and known_tokens is not None and int(tokens) != int(known_tokens):
+        raise InputError(f"{info['source']}: --tokens {tokens} contradicts the checkpoint's own {known_tokens} tokens")
+    if tokens is None:
+        tokens = known_tokens
+    if tokens is None:
+        if step == 0:
+            tokens = 0
+        elif step == UNKNOWN_STEP:
+            tokens = UNKNOWN_TOKENS
+        elif tokens_per_step is not None:
+            tokens = step * int(tokens_per_step)
+    if seed is None:
+        seed = DEFAULT_SEED if info["seed"] is None else info["seed"]
     return {
         "model_id": model_id or info["model_id"],
         "revision": info["revision"],
-        "seed": info["seed"] if seed is None else int(seed),
+        "seed": int(seed),
         "step": step,
-        "tokens": tokens,
+        "tokens": None if tokens is None else int(tokens),
         "weights_sha256": info["weights_sha256"],
     }
 
 
 def add_checkpoint_arguments(parser) -> None:
     """Options of the steps that load one checkpoint (``brainphase extract``, ``brainphase tasks``)."""
+    from brainphase.config import schema_default
+
     parser.add_argument("--model", required=True, help="checkpoint folder or Hugging Face repo id")
     parser.add_argument("--revision", default=None, help="Hub branch/tag/commit, or step{N} sub-folder of --model")
     parser.add_argument("--model-id", default=None, help="label stored in the output (default: from the checkpoint)")
-    parser.add_argument("--seed", type=int, default=None, help="training seed label stored in the output")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"training seed label stored in the output (default: the checkpoint's own, else {DEFAULT_SEED})")
     parser.add_argument("--step", type=int, default=None,
-                        help="training step, for folders whose metadata and revision name do not give it")
+                        help="training step, for folders whose metadata and revision name do not give it "
+                             f"(default: unknown, stored as {UNKNOWN_STEP})")
     parser.add_argument("--tokens-per-step", type=int, default=None,
                         help="training tokens per step, when neither metadata nor revision name give the tokens")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--tokens", type=int, default=None,
+                        help=f"tokens seen by this checkpoint (default: from the checkpoint, 0 at step 0; {UNKNOWN_TOKENS} "
+                             "for an unknown step)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=schema_default("extract.device"))
 
 
 def cli_model_attrs(info: dict, args) -> dict:
-    """:func:`model_attrs` from the options of :func:`add_checkpoint_arguments`; the step and the
-    tokens must be known, since every downstream stage orders checkpoints by them."""
-    attrs = model_attrs(info, args.model_id, args.seed, args.step, args.tokens_per_step)
-    if attrs["step"] is None:
-        raise InputError(f"{args.model}: the training step is unknown (no {CHECKPOINT_META}, "
-                         "no step in the revision name); pass --step")
+    """:func:`model_attrs` from the options of :func:`add_checkpoint_arguments`. A known step
+    > 0 must come with its tokens, since every downstream stage orders checkpoints by them;
+    an unknown step or seed is logged."""
+    attrs = model_attrs(info, args.model_id, args.seed, args.step, args.tokens_per_step, args.tokens)
     if attrs["tokens"] is None:
-        raise InputError(f"{args.model}: the tokens seen at step {attrs['step']} are unknown; "
-                         "pass --tokens-per-step (config key models.NAME.tokens_per_step)")
+        raise InputError(f"{args.model}: the tokens seen at step {attrs['step']} are unknown; pass --tokens-per-step "
+                         "(config key models.NAME.tokens_per_step) or --tokens (models.NAME.tokens)")
+    if attrs["step"] == UNKNOWN_STEP:
+        log.info("%s: training step unknown (no %s, no step in the revision name, no --step): labelled step %d, "
+                 "tokens %d", args.model, CHECKPOINT_META, UNKNOWN_STEP, attrs["tokens"])
+    if args.seed is None and info["seed"] is None:
+        log.info("%s: no --seed and no seed in the checkpoint: labelled seed %d", args.model, DEFAULT_SEED)
     return attrs

@@ -16,6 +16,15 @@ convention revision name                          source
 ``local``  ``step{N}/`` sub-folders               a folder written by ``brainphase train``
 ========== ===================================== ==========================================
 
+Without a ``convention`` (see :func:`brainphase.config.plan_models`): a folder holding
+``config.json`` is one checkpoint; another local folder is read as ``local``; a Hub id
+takes ``revisions`` of any convention (or one name without a step, such as ``main``) and
+needs ``convention`` only to turn ``steps`` into names.
+
+A checkpoint whose training step nobody states (one pretrained model, a ``main``
+revision) is labelled :data:`UNKNOWN_STEP` (-1), and its tokens seen are
+:data:`UNKNOWN_TOKENS` (-1) unless given. Step 0 is the initialisation: 0 tokens, always.
+
 Token counts are integers of tokens. Names that carry a token count (``olmo2``, ``olmo``)
 give it in billions, so a parsed count is ``T * 10**9`` and is exact only to the billion;
 :func:`revision_name` rounds a count up (``olmo2``) or to the nearest billion (``olmo``), as
@@ -36,6 +45,13 @@ from brainphase.errors import InputError
 log = logging.getLogger(__name__)
 
 CONVENTIONS = ("pythia", "olmo2", "olmo", "amber", "local")
+
+#: Step label of a checkpoint whose training step is not known (file names ``step-1.h5``).
+UNKNOWN_STEP = -1
+#: Tokens-seen label of a checkpoint whose tokens are not known.
+UNKNOWN_TOKENS = -1
+#: Metadata file written next to each checkpoint by ``brainphase train``.
+CHECKPOINT_META = "brainphase_checkpoint.json"
 
 #: Pythia: 1024 sequences x 2048 tokens per optimizer step.
 PYTHIA_TOKENS_PER_STEP = 2_097_152

@@ -35,8 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from brainphase import __version__
+from brainphase.config import schema_default
 from brainphase.errors import InputError
 from brainphase.io import atomic_dir, read_nonempty_text, to_jsonable
+from brainphase.models.revisions import CHECKPOINT_META
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,6 @@ PAD_TOKEN = "<|padding|>"
 N_BYTE_TOKENS = 256
 #: number of fixed validation windows (seq_len + 1 tokens each) used for valid_loss
 EVAL_WINDOWS = 64
-CHECKPOINT_META = "brainphase_checkpoint.json"
 LOG_COLUMNS = ("step", "tokens", "train_loss", "lr", "valid_loss")
 MIN_LR_FRACTION = 0.1
 
@@ -63,15 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, nargs="+", required=True,
                         help="save checkpoints at these steps (sorted, must include 0; the last is the number "
                              "of training steps)")
-    parser.add_argument("--n-layers", type=int, default=4)
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--n-heads", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=128, help="training context length in tokens")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
-    parser.add_argument("--warmup-steps", type=int, default=20)
-    parser.add_argument("--vocab-size", type=int, default=2048, help="BPE vocabulary size (incl. 256 bytes + 2 specials)")
-    parser.add_argument("--eval-every", type=int, default=0,
+    def default(key):  # config/schema.yaml states every default once
+        return schema_default(f"models.*.train.{key}")
+
+    parser.add_argument("--n-layers", type=int, default=default("n_layers"))
+    parser.add_argument("--d-model", type=int, default=default("d_model"))
+    parser.add_argument("--n-heads", type=int, default=default("n_heads"))
+    parser.add_argument("--seq-len", type=int, default=default("seq_len"), help="training context length in tokens")
+    parser.add_argument("--batch-size", type=int, default=default("batch_size"))
+    parser.add_argument("--lr", type=float, default=default("lr"), help="peak learning rate")
+    parser.add_argument("--warmup-steps", type=int, default=default("warmup_steps"))
+    parser.add_argument("--vocab-size", type=int, default=default("vocab_size"),
+                        help="BPE vocabulary size (incl. 256 bytes + 2 specials)")
+    parser.add_argument("--eval-every", type=int, default=default("eval_every"),
                         help="steps between validation-loss evaluations; 0 = only at checkpoints")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

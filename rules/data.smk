@@ -1,4 +1,5 @@
 # Corpus, timed stimulus and fMRI responses.
+import json
 
 
 rule corpus:
@@ -50,11 +51,13 @@ def fmri_root(wildcards):
 
 
 def fmri_options():
+    """`brainphase load-fmri` options from the `fmri` section (schema defaults already filled in)."""
     fmri = config["fmri"]
     kind = "bids" if SIMULATED else fmri["kind"]
-    options = {"kind": kind, "task": fmri["task"], "space": fmri["space"], "subjects": fmri.get("subjects")}
-    if fmri.get("run_map"):
-        options["run_map"] = [f"{label}={story}" for label, story in fmri["run_map"].items()]
+    options = {"kind": kind, "task": fmri["task"], "space": fmri["space"], "subjects": fmri.get("subjects"),
+               "tr": fmri.get("tr")}
+    if fmri.get("run_map"):  # one JSON object: run labels may hold any character (spaces, '=', quotes)
+        options["run_map"] = [json.dumps(fmri["run_map"])]
     load = dict(fmri["load"])
     if SIMULATED:
         load.setdefault("atlas", f"{R}/fmri/simulated/atlas-simulated_dseg.nii.gz")

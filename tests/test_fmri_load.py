@@ -13,7 +13,7 @@ import pytest
 from test_simulate import make_stimulus, simulate_args
 
 from brainphase.errors import InputError
-from brainphase.fmri import load, simulate
+from brainphase.fmri import bids, common, load, simulate
 from brainphase.fmri.ceiling import columnwise_pearson
 from brainphase.stimuli import read_stimulus
 
@@ -65,9 +65,9 @@ def test_loader_and_ridge_recover_the_planted_explainable_variance(recovery):
         for sub in ("01", "02"):
             x, y = {}, {}
             for run in "1234":
-                bold_run = load.BoldRun(sub, run, run, bold_path(tmp / "bids", sub, run), None, "")
-                confounds = load.run_confounds(bold_run, load.confound_strategies(args), len(designs[run]), args.motion)
-                x[run] = load.clean_signals(designs[run], 2.0, args, confounds)  # the features get the BOLD's cleaning
+                bold_run = bids.BoldRun(sub, run, run, bold_path(tmp / "bids", sub, run), None, "")
+                confounds = bids.run_confounds(bold_run, common.confound_strategies(args), len(designs[run]), args.motion)
+                x[run] = common.clean_signals(designs[run], 2.0, args, confounds)  # the features get the BOLD's cleaning
                 y[run] = responses[f"subjects/sub-{sub}/runs/{run}/bold"][()]
             fold_r = []
             for test in "1234":  # leave one run out
@@ -105,7 +105,7 @@ def test_masking_and_cleaning_match_nilearn(recovery):
         names = [n.decode() for n in responses["rois/names"][()]]
         labels = responses["rois/labels"][()]
     reference = NiftiMasker(mask_img).fit().transform(str(path))
-    np.testing.assert_array_equal(load.read_masked(path, np.asarray(mask_img.dataobj) > 0, 0), reference)
+    np.testing.assert_array_equal(bids.read_masked(path, np.asarray(mask_img.dataobj) > 0, 0), reference)
     confounds, _ = load_confounds(str(path), strategy=("motion", "wm_csf"), motion="basic")
     expected = clean(reference.astype(np.float64), detrend=True, standardize="zscore_sample", confounds=confounds.to_numpy(),
                      high_pass=0.008, t_r=2.0)
@@ -117,19 +117,36 @@ def test_masking_and_cleaning_match_nilearn(recovery):
     np.testing.assert_array_equal(labels, atlas)  # atlas index k is row k - 1 of the names table
 
 
-def test_dummy_scans_and_time_offset_set_first_volume_time(small, tmp_path):
+def test_dummy_scans_and_first_volume_time(small, tmp_path):
     tmp, stimulus = small
-    load.main(load_args(tmp / "bids", stimulus, tmp_path / "r.h5", "--dummy-scans", "2", "--confounds", "none",
-                        "--ceiling", "none"))
     n_trs = nib.load(bold_path(tmp / "bids", "01", "1")).shape[3]
+    # the simulated words start at scanner time 0: after 2 dummy scans of 2 s, the first retained volume
+    # starts 4 s into the stimulus
+    load.main(load_args(tmp / "bids", stimulus, tmp_path / "r.h5", "--dummy-scans", "2", "--first-volume-time", "4",
+                        "--confounds", "none", "--ceiling", "none"))
     with h5py.File(tmp_path / "r.h5", "r") as responses:
         assert responses["subjects/sub-01/runs/1/bold"].shape[0] == n_trs - 2
         assert responses["subjects/sub-01/runs/1"].attrs["first_volume_time"] == 4.0
+        assert responses["subjects/sub-01/runs/1"].attrs["volume_interval"] == 2.0
         assert "noise_ceiling" not in responses["subjects/sub-01"]
-    # the events say the words started at scanner time 0: a 3 s offset contradicts them
-    with pytest.raises(InputError, match="onsets differ"):
-        load.main(load_args(tmp / "bids", stimulus, tmp_path / "r2.h5", "--time-offset", "3"))
-    assert load.first_volume_time(argparse.Namespace(dummy_scans=3, time_offset=1.0, time_scale=2.0), 2.0) == 2.5
+    # the events contradict a first retained volume at stimulus time 0 (or 3 s) after those dummy scans
+    for first_volume_time in ("0", "3"):
+        with pytest.raises(InputError, match="onsets differ by up to 4.00 s|onsets differ by up to 1.00 s"):
+            load.main(load_args(tmp / "bids", stimulus, tmp_path / "r2.h5", "--dummy-scans", "2",
+                                "--first-volume-time", first_volume_time))
+    # scanner time of stimulus time s = dummy_scans * tr + time_scale * (s - first_volume_time)
+    args = argparse.Namespace(dummy_scans=3, first_volume_time=2.5, time_scale=2.0)
+    np.testing.assert_allclose(common.stimulus_to_scanner(np.array([2.5, 3.5]), args, 2.0), [6.0, 8.0])
+
+
+def test_removed_time_offset_names_the_new_key_and_its_sign(small, tmp_path):
+    tmp, stimulus = small
+    with pytest.raises(InputError, match=r"first-volume-time.*start of the first retained volume.*"
+                                         r"--first-volume-time 20 \(the opposite sign"):
+        load.main(load_args(tmp / "bids", stimulus, tmp_path / "r.h5", "--time-offset", "-20"))
+    with pytest.raises(InputError, match=r"\(2 x TR - 3\) / 1"):
+        load.main(load_args(tmp / "bids", stimulus, tmp_path / "r.h5", "--time-offset", "3", "--dummy-scans", "2"))
+    assert not (tmp_path / "r.h5").exists()
 
 
 def _copy(small, tmp_path):
@@ -285,9 +302,10 @@ def test_roi_tables_are_cleaned_and_checked(small, tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             frame.to_csv(path, sep="\t", index=False)
             tables[(sub, run)] = frame
-    with pytest.raises(InputError, match="needs --tr"):
+    with pytest.raises(InputError, match=r"no TR; give --tr \(config fmri.tr"):
         load.main(load_args(tmp_path / "tables", stimulus, tmp_path / "r.h5", "--kind", "roi-table"))
-    load.main(load_args(tmp_path / "tables", stimulus, tmp_path / "r.h5", "--kind", "roi-table", "--tr", 2.0, "--dummy-scans", 1))
+    load.main(load_args(tmp_path / "tables", stimulus, tmp_path / "r.h5", "--kind", "roi-table", "--tr", 2.0, "--dummy-scans", 1,
+                        "--first-volume-time", 2.0))
     with h5py.File(tmp_path / "r.h5", "r") as responses:
         assert [n.decode() for n in responses["rois/names"][()]] == ["IFG", "STG", "AG"]
         assert responses.attrs["n_dropped_voxels"] == 1 and responses.attrs["ceiling_method"] == "loso"

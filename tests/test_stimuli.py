@@ -288,11 +288,37 @@ def test_read_textgrid_errors(tmp_path):
     with pytest.raises(InputError, match="no word intervals"):
         stimuli.read_stimulus(bad)
     bad.write_text('File type = "ooTextFile"\nObject class = "TextGrid"\n\n0\n2\n<exists>\n1\n"IntervalTier"\n')
-    with pytest.raises(InputError, match="long TextGrid format"):
+    with pytest.raises(InputError, match="bad.TextGrid: not a readable TextGrid, truncated or malformed"):
+        stimuli.read_stimulus(bad)
+    bad.write_text("xmin = 0\nxmax = 1\n")
+    with pytest.raises(InputError, match="not a Praat TextGrid"):
         stimuli.read_stimulus(bad)
     bad.write_text("")
     with pytest.raises(InputError, match="bad.TextGrid: empty file"):
         stimuli.read_stimulus(bad)
+
+
+@pytest.mark.parametrize("text_format", ["long_textgrid", "short_textgrid"])
+def test_textgrids_written_by_praatio_in_both_formats(tmp_path, text_format):
+    """praatio writes the file (independent of our reader's input side); UTF-16 as Praat saves non-ASCII text."""
+    from praatio.data_classes.interval_tier import IntervalTier
+    from praatio.data_classes.textgrid import Textgrid
+
+    words = [(0.5, 0.9, "Hello,"), (0.9, 1.0, "sp"), (1.0, 1.4, 'say "hi"'), (1.6, 2.0, "naïve")]
+    grid = Textgrid()
+    grid.addTier(IntervalTier("phones", [(0.0, 0.3, "HH"), (0.3, 2.0, "AH")], 0.0, 2.5))
+    grid.addTier(IntervalTier("words", words, 0.0, 2.5))
+    path = tmp_path / "my story.TextGrid"
+    grid.save(str(path), format=text_format, includeBlankSpaces=True)
+    if text_format == "short_textgrid":
+        assert "intervals [" not in path.read_text()
+    for encoding in ("utf-8", "utf-16"):
+        path.write_text(path.read_text(encoding="utf-8" if encoding == "utf-16" else None), encoding=encoding)
+        df = stimuli.read_stimulus(path)
+        assert df["run"].tolist() == ["my story"] * 3
+        assert df["word"].tolist() == ["Hello,", 'say "hi"', "naïve"]
+        np.testing.assert_allclose(df["onset"], [0.5, 1.0, 1.6])
+        np.testing.assert_allclose(df["offset"], [0.9, 1.4, 2.0])
 
 
 def test_run_text_spans():

@@ -604,11 +604,15 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     return _validate_words(df, path, row_name)
 
 
-_TG_STRING = r'"((?:[^"]|"")*)"'
-
-
 def _read_textgrid(path: Path) -> pd.DataFrame:
-    """One run (named after the file stem) from the words tier of a long-format TextGrid."""
+    """One run (named after the file stem) from the words tier of a TextGrid, read with praatio.
+
+    Long and short text formats (UTF-8, or UTF-16 with a byte-order mark) are both read by
+    :func:`praatio.utilities.textgrid_io.parseTextgridStr`; intervals keep their numbers in the
+    file (1-based) for error messages.
+    """
+    from praatio.utilities import textgrid_io  # noqa: PLC0415
+
     raw = path.read_bytes()
     if not raw.strip():
         raise InputError(f"{path}: empty file")
@@ -617,40 +621,37 @@ def _read_textgrid(path: Path) -> pd.DataFrame:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 or UTF-16 text ({exc})") from exc
-    if 'ooTextFile' not in text.split("\n", 1)[0] or "TextGrid" not in text[:200]:
+    if "ooTextFile" not in text.split("\n", 1)[0] or "TextGrid" not in text[:200]:
         raise InputError(f'{path}: not a Praat TextGrid (first line must be File type = "ooTextFile")')
-    if not re.search(r"^\s*item \[\d+\]:", text, re.MULTILINE):
-        raise InputError(f"{path}: only the long TextGrid format is supported; in Praat use 'Save as text file'")
-    tiers = []
-    for block in re.split(r"^\s*item \[\d+\]:\s*$", text, flags=re.MULTILINE)[1:]:
-        tier_class = re.search(r"class = " + _TG_STRING, block)
-        name = re.search(r"name = " + _TG_STRING, block)
-        if tier_class is None or name is None:
-            raise InputError(f"{path}: a tier without class or name; is the file truncated?")
-        intervals = re.findall(
-            r"intervals \[(\d+)\]:\s*xmin = (\S+)\s*xmax = (\S+)\s*text = " + _TG_STRING, block)
-        tiers.append((tier_class.group(1), name.group(1).replace('""', '"'), intervals))
-    interval_tiers = [t for t in tiers if t[0] == "IntervalTier"]
+    try:
+        parsed = textgrid_io.parseTextgridStr(text, includeEmptyIntervals=True)
+    except Exception as exc:  # praatio raises ValueError / IndexError / its own errors on malformed files
+        raise InputError(f"{path}: not a readable TextGrid, truncated or malformed "
+                         f"(praatio: {type(exc).__name__}: {exc}); re-save it from Praat") from exc
+    interval_tiers = [t for t in parsed["tiers"] if t["class"] == "IntervalTier"]
     if not interval_tiers:
         raise InputError(f"{path}: no interval tier; the words must be on an IntervalTier")
-    tier = next((t for t in interval_tiers if t[1] == "words"), interval_tiers[0])
-    rows = [(int(number), xmin, xmax, label.replace('""', '"').strip())
-            for number, xmin, xmax, label in tier[2]]
-    rows = [row for row in rows if row[3].lower() not in PAUSE_LABELS]
+    tier = next((t for t in interval_tiers if t["name"] == "words"), interval_tiers[0])
+    rows = [(number, start, end, label.strip()) for number, (start, end, label) in enumerate(tier["entries"], start=1)
+            if label.strip().lower() not in PAUSE_LABELS]
     if not rows:
-        raise InputError(f"{path}: tier {tier[1]!r} has no word intervals (only empty labels or pauses)")
+        raise InputError(f"{path}: tier {tier['name']!r} has no word intervals (only empty labels or pauses)")
     numbers = [row[0] for row in rows]
+    try:
+        onset, offset = ([float(row[k]) for row in rows] for k in (1, 2))
+    except ValueError as exc:
+        raise InputError(f"{path}: tier {tier['name']!r}: a non-numeric interval time ({exc})") from exc
     df = pd.DataFrame({"run": path.stem, "word_index": np.arange(len(rows)), "word": [row[3] for row in rows],
-                       "onset": [row[1] for row in rows], "offset": [row[2] for row in rows]})
-    return _validate_words(df, path, lambda i: f"tier {tier[1]!r} interval {numbers[i]}")
+                       "onset": onset, "offset": offset})
+    return _validate_words(df, path, lambda i: f"tier {tier['name']!r} interval {numbers[i]}")
 
 
 def read_stimulus(path: str | Path) -> pd.DataFrame:
     """Read timed stimulus words from a TSV, a Praat TextGrid, or a directory of TextGrids.
 
-    A TSV has the columns of ``stimulus_words.tsv`` (``docs/hdf5_layout.md``). A TextGrid
-    (long ``ooTextFile`` format) gives one run named after its file stem, from the interval
-    tier named ``words`` (else the first interval tier); empty labels and the pause markers
+    A TSV has the columns of ``stimulus_words.tsv`` (``docs/hdf5_layout.md``). A Praat TextGrid
+    (long or short text format, read with praatio) gives one run named after its file stem,
+    from the interval tier named ``words`` (else the first interval tier); empty labels and the pause markers
     ``sp``, ``sil``, ``<sil>`` are skipped. A directory gives one run per ``*.TextGrid``
     file, sorted by name.
 

@@ -26,7 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("brainphase.encoding.cli", "ridge encoding models: held-out r per voxel, layer and subject"),
     "tasks": ("brainphase.tasks", "task metrics (next-token accuracy, loss) of one checkpoint"),
     "aggregate": ("brainphase.phases.aggregate", "collect scores and task metrics over steps into metrics.h5"),
-    "phases": ("brainphase.phases.aggregate", "label the alignment / detachment / realignment phases -> trajectory.h5"),
+    "phases": ("brainphase.phases.cli", "segment alignment over log tokens and name the phases -> trajectory.h5"),
+    "summary": ("brainphase.phases.cli", "print the alignment and phase summary of trajectory.h5 files"),
     "figures": ("brainphase.figures", "draw the trajectory figures (PNG + PDF) from trajectory.h5"),
 }
 

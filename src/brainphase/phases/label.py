@@ -23,6 +23,7 @@ change of every task metric over the segment is reported beside it, with its CI 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,13 @@ CONFIDENCE = 0.95
 _ORDINALS = ("", "second ", "third ")
 #: the seed spread is replaced by the curve's own pseudo-residual noise when that is this much larger
 _RESIDUAL_EXCESS = 1.5
+
+
+def _nanmean(values: np.ndarray, axis) -> np.ndarray:
+    """``np.nanmean`` that returns NaN for all-NaN slices (gaps) without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
 
 
 def _ordinal(count: int, name: str) -> str:
@@ -119,7 +127,7 @@ def noise_sigma(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndar
     sigma : ndarray, shape (n_steps,)
     source : str
     """
-    curve = np.nanmean(alignment, axis=0)
+    curve = _nanmean(alignment, axis=0)
     finite = np.isfinite(curve)
     units, source = None, "curve pseudo-residuals"
     if alignment.shape[0] >= 2:
@@ -128,8 +136,8 @@ def noise_sigma(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndar
         units, source = subject_alignment[0].T, "subject spread"
     residual_sigma = pseudo_residual_sigma(x[finite], curve[finite])
     if units is not None:
-        dev = units - np.nanmean(units, axis=0, keepdims=True)
-        dev = dev - np.nanmean(dev, axis=1, keepdims=True)
+        dev = units - _nanmean(units, axis=0)[None, :]
+        dev = dev - _nanmean(dev, axis=1)[:, None]
         count = np.isfinite(units).sum(axis=0)
         n_units, n_points = units.shape[0], int(finite.sum())
         dof = max((n_units - 1) * (n_points - 1), 1)
@@ -197,9 +205,10 @@ def task_changes(x: np.ndarray, edges: np.ndarray, values: np.ndarray) -> pd.Dat
             low, high = mean - half, mean + half
         else:
             low = high = float("nan")
-        if np.isfinite(low) and low > 0:
+        tiny = 1e-12 * max(1.0, abs(mean))  # identical seeds: a zero-width CI around rounding error
+        if np.isfinite(low) and low > tiny:
             trend = "rising"
-        elif np.isfinite(high) and high < 0:
+        elif np.isfinite(high) and high < -tiny:
             trend = "falling"
         elif np.isfinite(low) or mean == 0:
             trend = "stagnant"
@@ -281,9 +290,9 @@ def _resample(rng: np.random.Generator, alignment: np.ndarray, subject_alignment
     if subject_alignment is not None and subject_alignment.shape[2] >= 2:
         seeds = rng.integers(n_seeds, size=n_seeds)
         subjects = rng.integers(subject_alignment.shape[2], size=subject_alignment.shape[2])
-        return np.nanmean(subject_alignment[seeds][:, :, subjects], axis=(0, 2)), "seeds and subjects"
+        return _nanmean(subject_alignment[seeds][:, :, subjects], axis=(0, 2)), "seeds and subjects"
     if n_seeds >= 2:
-        return np.nanmean(alignment[rng.integers(n_seeds, size=n_seeds)], axis=0), "seeds"
+        return _nanmean(alignment[rng.integers(n_seeds, size=n_seeds)], axis=0), "seeds"
     return fitted + rng.normal(0.0, sigma), "parametric (fit + Gaussian noise at the measured sigma)"
 
 
@@ -348,8 +357,7 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
     if alignment.shape[1] != len(tokens) or len(steps) != len(tokens):
         raise InputError(f"alignment has {alignment.shape[1]} checkpoints but tokens {len(tokens)} and steps {len(steps)}")
     x = log_token_axis(tokens)
-    with np.errstate(all="ignore"):
-        curve = np.nanmean(alignment, axis=0)
+    curve = _nanmean(alignment, axis=0)
     n_finite = int(np.isfinite(curve).sum())
     if n_finite < MIN_CHECKPOINTS:
         return _skipped(f"{n_finite} checkpoint(s) with an alignment value; phases need at least {MIN_CHECKPOINTS}",

@@ -1,0 +1,141 @@
+"""Read ``trajectory.h5`` (written by ``brainphase phases``) into arrays and pandas DataFrames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from brainphase.io import attr_text, open_h5, read_strings
+from brainphase.phases.aggregate import MEASURES
+
+
+@dataclass
+class Trajectory:
+    """Contents of ``trajectory.h5`` (shapes and meanings in ``docs/hdf5_layout.md``).
+
+    Attributes
+    ----------
+    steps, tokens : ndarray of int64, shape (n_steps,)
+    seeds : ndarray of int64, shape (n_seeds,)
+    alignment : ndarray, shape (n_seeds, n_steps)
+        The curve the phases were computed on (``measure``).
+    measure : str
+    curves : dict of str -> ndarray, shape (n_seeds, n_steps)
+        Every alignment curve of ``/brain`` (``heldout_layer``, ``layer_mean``, ``group``, ...).
+    layers : ndarray of int, shape (n_layers,) (empty for a table input)
+    alignment_layer : ndarray, shape (n_seeds, n_steps, n_layers), or None
+    metrics : dict of str -> ndarray, shape (n_seeds, n_steps)
+    metric_kinds : dict of str -> str
+        ``continuous`` / ``discontinuous``.
+    x, curve, fitted : ndarray, shape (n_steps,)
+        log10 tokens of the fit, seed-mean curve, piecewise-linear fit.
+    labels : ndarray of int8, shape (n_steps,)
+        Index into ``label_names``; -1 = not labelled.
+    label_names : list of str
+    segments, boundaries, seed_segments : DataFrame
+        The phase tables (no rows when phases were skipped).
+    seed_labels : ndarray of int8, shape (n_seeds, n_steps)
+    seed_agreement : ndarray, shape (n_seeds,)
+    phase_probability : dict of str -> float
+    phase_attrs : dict
+        Attributes of ``/phases`` (``status``, ``summary``, method, parameters, versions).
+    correlations : DataFrame
+        One row per task metric: Pearson and Spearman correlation with alignment.
+    voxel_r : ndarray, shape (n_steps, n_voxels), or None
+    mask, affine : ndarray or None
+        Brain mask and its affine for ``voxel_r``.
+    model_id : str
+    simulated : bool
+    """
+
+    steps: np.ndarray
+    tokens: np.ndarray
+    seeds: np.ndarray
+    alignment: np.ndarray
+    measure: str
+    curves: dict
+    layers: np.ndarray
+    alignment_layer: np.ndarray | None
+    metrics: dict
+    metric_kinds: dict
+    x: np.ndarray
+    curve: np.ndarray
+    fitted: np.ndarray
+    labels: np.ndarray
+    label_names: list
+    segments: pd.DataFrame
+    boundaries: pd.DataFrame
+    seed_segments: pd.DataFrame
+    seed_labels: np.ndarray
+    seed_agreement: np.ndarray
+    phase_probability: dict
+    phase_attrs: dict
+    correlations: pd.DataFrame
+    voxel_r: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    affine: np.ndarray | None = None
+    model_id: str = ""
+    simulated: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def labelled(self) -> bool:
+        return self.phase_attrs.get("status") == "labelled"
+
+    def frame(self) -> pd.DataFrame:
+        """One row per checkpoint: step, tokens, seed-mean alignment, fit, phase name, seed-mean metrics."""
+        names = np.array(self.label_names + ["not labelled"])
+        data = {"step": self.steps, "tokens": self.tokens, "alignment": self.curve, "fitted": self.fitted,
+                "phase": names[self.labels]}
+        for name, values in self.metrics.items():
+            data[name] = np.nanmean(values, axis=0) if np.isfinite(values).any() else values[0]
+        return pd.DataFrame(data)
+
+
+def read_table_group(group: h5py.Group) -> pd.DataFrame:
+    """A group of equal-length 1-D datasets (one per column) as a DataFrame; nested groups as ``a/b`` columns."""
+    columns: dict[str, np.ndarray] = {}
+
+    def visit(name: str, obj) -> None:
+        if isinstance(obj, h5py.Dataset):
+            columns[name] = read_strings(obj) if obj.dtype.kind in "OS" else obj[()]
+
+    group.visititems(visit)
+    return pd.DataFrame(columns)
+
+
+def _attrs(group: h5py.Group) -> dict:
+    return {k: (attr_text(group, k) if isinstance(v, (bytes, str)) else v) for k, v in group.attrs.items()}
+
+
+def load_trajectory(path: str | Path) -> Trajectory:
+    """Read ``trajectory.h5`` into a :class:`Trajectory`."""
+    with open_h5(Path(path), stage="phases") as handle:
+        brain, phases = handle["brain"], handle["phases"]
+        curves = {m: brain[f"alignment_{m}"][()] for m in MEASURES if f"alignment_{m}" in brain}
+        metrics = handle.get("metrics", {})
+        corr = handle["correlations"]
+        correlations = pd.DataFrame({"metric": read_strings(corr["metric_names"]),
+                                     **{k: corr[k][()] for k in ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")}})
+        return Trajectory(
+            steps=handle["steps"][()], tokens=handle["tokens"][()], seeds=handle["seeds"][()],
+            alignment=brain["alignment"][()], measure=attr_text(brain["alignment"], "measure"), curves=curves,
+            layers=handle["layers"][()] if "layers" in handle else np.empty(0, dtype=int),
+            alignment_layer=brain["alignment_layer"][()] if "alignment_layer" in brain else None,
+            metrics={name: ds[()] for name, ds in metrics.items()},
+            metric_kinds={name: attr_text(ds, "kind") for name, ds in metrics.items()},
+            x=phases["x"][()], curve=phases["curve"][()], fitted=phases["fitted"][()], labels=phases["labels"][()],
+            label_names=read_strings(phases["label_names"]), segments=read_table_group(phases["segments"]),
+            boundaries=read_table_group(phases["boundaries"]), seed_segments=read_table_group(phases["seed_segments"]),
+            seed_labels=phases["seed_labels"][()], seed_agreement=phases["seed_agreement"][()],
+            phase_probability={name: float(ds[()]) for name, ds in phases["phase_probability"].items()},
+            phase_attrs=_attrs(phases), correlations=correlations,
+            voxel_r=brain["voxel_r"][()] if "voxel_r" in brain else None,
+            mask=handle["mask/mask"][()] if "mask/mask" in handle else None,
+            affine=handle["mask/affine"][()] if "mask/affine" in handle else None,
+            model_id=attr_text(handle, "model_id"), simulated=bool(handle.attrs.get("simulated", False)),
+        )

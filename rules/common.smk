@@ -26,7 +26,7 @@ STIMULUS = (
 )
 STIMULUS_OPTION = "--sentences" if SENTENCES else "--stimulus"
 FORMATS = config["figures"]["formats"]
-FIGURES = ["alignment", "tasks", "layers"]
+FIGURES = ["alignment", "layers", "tasks", "alignment_tasks", "brain_maps"]  # = brainphase.figures.FIGURE_NAMES
 
 
 wildcard_constraints:

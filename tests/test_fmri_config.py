@@ -82,3 +82,17 @@ def test_workflow_passes_tr_first_volume_time_and_run_map_to_load_fmri(tmp_path)
     config["fmri"]["load"] = {"time_offset": -20}
     result = snakemake(tmp_path, "-n", config=config)
     assert result.returncode != 0 and "was removed: use first_volume_time" in result.stdout + result.stderr
+
+
+def test_readme_your_own_data_configs_validate():
+    """Every YAML block of the README section "Your own data" passes the schema."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## Your own data\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+    assert len(blocks) >= 3
+    kinds = set()
+    for block in blocks:
+        config = yaml.safe_load(block)
+        config.setdefault("models", {"m": {"kind": "train", "seeds": [1]}})
+        kinds.add(check_config(config, ["README.md"])["fmri"]["kind"])
+    assert kinds == {"bids", "roi-table", "sentences"}

@@ -39,6 +39,12 @@ PATTERNS = {
 #: noise level -> [low, high) range of ratio = min slope change per decade / seed-mean SE
 NOISE_LEVELS = {"high": (2.0, 4.0), "moderate": (4.0, 8.0), "low": (8.0, 16.0)}
 
+
+
+class UnattainableCase(ValueError):
+    """No draw met the detectability conditions of :func:`planted_case` within ``max_tries``."""
+
+
 _TREND = {"up": "rising", "down": "falling", "flat": "flat"}
 _SIGN = {"up": 1.0, "down": -1.0, "flat": 0.0}
 
@@ -116,6 +122,70 @@ def _slopes(rng, pattern, ratio, seed_mean_se):
     return slopes * ratio * seed_mean_se / smallest
 
 
+def identifiability(x: np.ndarray, knots: np.ndarray, slopes: np.ndarray, seed_mean_se: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """How well the data can pin each true boundary, in closed form from the truth.
+
+    For the continuous hinge model ``f = b0 + b1 x + sum_j c_j max(0, x - k_j)`` with i.i.d.
+    noise of standard deviation ``seed_mean_se`` at the points ``x``:
+
+    - ``change_z[j] = |c_j| / SE(c_j)`` with the knots known (ordinary least-squares standard
+      error of the slope change): how many standard errors the slope change at knot j is;
+    - ``knot_se[j]``: asymptotic standard error of knot j in decades, from the Fisher information
+      of the model with the knots as free parameters (``df/dk_j = -c_j [x > k_j]``).
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n_points,)
+        Checkpoints with data, log10 tokens.
+    knots : numpy.ndarray, shape (n_segments - 1,)
+    slopes : numpy.ndarray, shape (n_segments,)
+        Slope per decade of each segment.
+    seed_mean_se : float
+        Standard error of the seed-mean curve at one checkpoint.
+
+    Returns
+    -------
+    change_z, knot_se : numpy.ndarray, shape (n_segments - 1,)
+        Both empty for one segment; ``knot_se`` is inf for a knot without a slope change.
+    """
+    if not len(knots):
+        return np.empty(0), np.empty(0)
+    changes = np.diff(slopes)
+    hinges = np.maximum(0.0, x[:, None] - knots[None, :])
+    linear = np.column_stack([np.ones_like(x), x, hinges])
+    covariance = np.linalg.pinv(linear.T @ linear) * seed_mean_se ** 2
+    change_z = np.abs(changes) / np.sqrt(np.diag(covariance)[2:])
+    fisher_design = np.column_stack([linear, -(x[:, None] > knots[None, :]).astype(float) * changes[None, :]])
+    fisher_covariance = np.linalg.pinv(fisher_design.T @ fisher_design) * seed_mean_se ** 2
+    knot_se = np.sqrt(np.maximum(np.diag(fisher_covariance)[2 + len(knots):], 0.0))
+    knot_se[changes == 0] = np.inf
+    return change_z, knot_se
+
+
+def _draw_gaps(rng, segment, n_segments, nan_fraction, min_checkpoints, max_tries=2000):
+    """Boolean (n_steps,) gaps: a ``nan_fraction`` of interior checkpoints, each segment keeping
+    ``min_checkpoints`` checkpoints with data."""
+    gap = np.zeros(len(segment), dtype=bool)
+    n_gaps = int(round(nan_fraction * len(segment)))
+    if n_gaps == 0:
+        return gap
+    for _ in range(max_tries):
+        gap[:] = False
+        gap[1 + rng.choice(len(segment) - 2, n_gaps, replace=False)] = True
+        if np.bincount(segment[~gap], minlength=n_segments).min() >= min_checkpoints:
+            return gap
+    raise ValueError(f"cannot place {nan_fraction:.0%} gaps keeping {min_checkpoints} checkpoints per segment")
+
+
+def _local_spacing(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Checkpoint spacing (decades) around each knot: the mean gap between the two checkpoints
+    on either side of the knot's nearest checkpoint, shape (n_knots,)."""
+    spacing = np.diff(x)
+    nearest = np.array([np.argmin(np.abs(x - knot)) for knot in knots], dtype=int)
+    return np.array([spacing[max(i - 1, 0):i + 1].mean() for i in nearest])
+
+
 def _task_metrics(rng, x, n_seeds):
     """A saturated accuracy (ramps up over the first fifth of ``x``, then exactly 1.0) and a
     smoothly falling loss, each (n_seeds, n_steps)."""
@@ -130,8 +200,9 @@ def _task_metrics(rng, x, n_seeds):
 def planted_case(rng: np.random.Generator, schedule: str = "pythia", pattern: str = "up-down-up", *,
                  noise: str | float = "moderate", n_seeds: int = 3, sigma_seed: float = 0.01,
                  seed_offset_sd: float = 0.0, nan_fraction: float = 0.0, min_checkpoints: int = 3,
-                 min_decades: float = 0.3, with_metrics: bool = False,
-                 tokens_per_step: int = PYTHIA_TOKENS_PER_STEP) -> dict:
+                 min_decades: float = 0.3, max_knot_se: float | None = None,
+                 min_change_z: float | None = None, with_metrics: bool = False,
+                 tokens_per_step: int = PYTHIA_TOKENS_PER_STEP, max_tries: int = 500) -> dict:
     """One planted trajectory: seeds x checkpoints of a piecewise-linear curve in log10 tokens.
 
     Parameters
@@ -155,11 +226,21 @@ def planted_case(rng: np.random.Generator, schedule: str = "pythia", pattern: st
         ``min_checkpoints`` checkpoints with data, the first and last checkpoints are kept.
     min_checkpoints, min_decades : int, float
         Each true segment holds at least this many checkpoints and spans this many decades.
+    max_knot_se : float or None
+        When given, redraw the schedule, noise ratio, knots, slopes and gaps until every knot's asymptotic
+        standard error (:func:`identifiability`) is at most this many local checkpoint spacings,
+        i.e. until "within one checkpoint" is statistically attainable (0.5: +-1 checkpoint
+        is +-2 standard errors). None: no such condition (the issue's plain definition).
+    min_change_z : float or None
+        Likewise, redraw until every slope change is at least this many of its standard errors
+        (``change_z`` of :func:`identifiability`), i.e. until each boundary is detectable.
     with_metrics : bool
         Add task metrics: ``saturated_accuracy`` (flat at 1.0 after the first fifth of the
         axis) and ``loss`` (falling).
     tokens_per_step : int
         Tokens seen per optimiser step.
+    max_tries : int
+        Draws allowed to meet ``max_knot_se`` and ``min_change_z`` before a ValueError.
 
     Returns
     -------
@@ -171,63 +252,70 @@ def planted_case(rng: np.random.Generator, schedule: str = "pythia", pattern: st
         (among checkpoints with data), ``slopes`` (n_segments,) per decade, ``trends``
         (list of "rising"/"falling"/"flat"), ``n_segments``, ``pattern``, ``schedule``,
         ``noise`` (level name or "custom"), ``ratio``, ``sigma_seed``, ``seed_mean_se``,
-        ``n_seeds``, ``seed_offsets`` (n_seeds,), ``gap`` (n_steps,) bool, and when
+        ``n_seeds``, ``seed_offsets`` (n_seeds,), ``gap`` (n_steps,) bool, ``change_z``,
+        ``knot_se`` (decades) and ``knot_se_checkpoints`` (n_segments-1,) from
+        :func:`identifiability` and :func:`_local_spacing`, and when
         ``with_metrics`` ``metrics`` {name: (n_seeds, n_steps)} with ``metric_kinds``.
     """
     parts = pattern.split("-")
     if not parts or any(part not in _SIGN for part in parts):
         raise ValueError(f"pattern {pattern!r} must be up/down/flat joined by '-'")
-    if isinstance(noise, str):
-        if noise not in NOISE_LEVELS:
-            raise ValueError(f"noise {noise!r} must be one of {list(NOISE_LEVELS)} or a number")
-        ratio, level = rng.uniform(*NOISE_LEVELS[noise]), noise
-    else:
-        ratio, level = float(noise), "custom"
-    steps = schedule_steps(rng, schedule)
-    tokens = steps.astype(float) * tokens_per_step
-    x = _log_token_axis(tokens)
+    if isinstance(noise, str) and noise not in NOISE_LEVELS:
+        raise ValueError(f"noise {noise!r} must be one of {list(NOISE_LEVELS)} or a number")
+    level = noise if isinstance(noise, str) else "custom"
     n_segments = len(parts)
-    knots = _draw_knots(rng, x, n_segments, min_checkpoints, min_decades)
     seed_mean_se = sigma_seed / np.sqrt(n_seeds)
-    slopes = _slopes(rng, parts, ratio, seed_mean_se)
+    for _ in range(max_tries):
+        steps = schedule_steps(rng, schedule)
+        tokens = steps.astype(float) * tokens_per_step
+        x = _log_token_axis(tokens)
+        ratio = rng.uniform(*NOISE_LEVELS[noise]) if isinstance(noise, str) else float(noise)
+        knots = _draw_knots(rng, x, n_segments, min_checkpoints, min_decades)
+        slopes = _slopes(rng, parts, ratio, seed_mean_se)
+        segment = _segment_of(x, knots)
+        gap = _draw_gaps(rng, segment, n_segments, nan_fraction, min_checkpoints)
+        kept = np.flatnonzero(~gap)
+        change_z, knot_se = identifiability(x[kept], knots, slopes, seed_mean_se)
+        knot_se_checkpoints = knot_se / _local_spacing(x[kept], knots)
+        if ((max_knot_se is None or np.all(knot_se_checkpoints <= max_knot_se))
+                and (min_change_z is None or np.all(change_z >= min_change_z))):
+            break
+    else:
+        raise UnattainableCase(f"no {pattern} case on this {schedule} schedule at noise {noise!r} has every knot's standard "
+                         f"error <= {max_knot_se} checkpoint spacings and slope change >= {min_change_z} standard "
+                         f"errors in {max_tries} draws")
     # continuous piecewise-linear: value at each knot carried into the next segment
     edges = np.concatenate([[x[0]], knots])
     starts = np.concatenate([[0.0], np.cumsum(slopes[:-1] * np.diff(edges))])
-    segment = _segment_of(x, knots)
     truth = 0.05 + starts[segment] + slopes[segment] * (x - edges[segment])
-
-    gap = np.zeros(len(x), dtype=bool)
-    if nan_fraction > 0:
-        for _ in range(2000):
-            gap[:] = False
-            gap[1 + rng.choice(len(x) - 2, int(round(nan_fraction * len(x))), replace=False)] = True
-            if np.bincount(segment[~gap], minlength=n_segments).min() >= min_checkpoints:
-                break
-        else:
-            raise ValueError(f"cannot place {nan_fraction:.0%} gaps keeping {min_checkpoints} checkpoints per segment")
     offsets = rng.normal(0.0, seed_offset_sd * sigma_seed, n_seeds) if seed_offset_sd > 0 else np.zeros(n_seeds)
     alignment = truth + offsets[:, None] + rng.normal(0.0, sigma_seed, (n_seeds, len(x)))
     alignment[:, gap] = np.nan
 
-    kept = np.flatnonzero(~gap)
     boundary_index = np.array([kept[np.argmin(np.abs(x[kept] - knot))] for knot in knots], dtype=np.int64)
     case = dict(steps=steps, tokens=tokens, x=x, alignment=alignment, truth=truth, knots=knots,
                 boundary_index=boundary_index, slopes=slopes, trends=[_TREND[part] for part in parts],
                 n_segments=n_segments, pattern=pattern, schedule=schedule, noise=level, ratio=float(ratio),
                 sigma_seed=sigma_seed, seed_mean_se=float(seed_mean_se), n_seeds=n_seeds,
-                seed_offsets=offsets, gap=gap)
+                seed_offsets=offsets, gap=gap, change_z=change_z, knot_se=knot_se,
+                knot_se_checkpoints=knot_se_checkpoints)
     if with_metrics:
         case["metrics"], case["metric_kinds"] = _task_metrics(rng, x, n_seeds)
     return case
 
 
 def planted_set(seed: int = 0, n_per_cell: int = 10, schedules=("log", "linear", "pythia", "dense_late", "uneven"),
-                segment_counts=(1, 2, 3, 4), noise_levels=("high", "moderate", "low")) -> list[dict]:
+                segment_counts=(1, 2, 3, 4), noise_levels=("high", "moderate", "low"),
+                max_knot_se: float | None = None, min_change_z: float | None = None,
+                max_tries: int = 100) -> list[dict]:
     """A reproducible grid of planted cases: ``n_per_cell`` per (segments x noise x schedule).
 
     Within a cell the pattern cycles through :data:`PATTERNS`; each case draws 3..10 seeds,
     ``sigma_seed`` in [0.005, 0.03], a per-seed offset (sd 1-3 sigma_seed) in half of the
-    cases and 5-10 % NaN gaps in a quarter of them. Each case has its own child generator of
+    cases and 5-10 % NaN gaps in a quarter of them; ``max_knot_se`` and ``min_change_z`` are passed to
+    :func:`planted_case` with ``max_tries``; a case that cannot meet them is left out, so
+    such cells hold fewer cases (0 where none can: e.g. four segments on a linear schedule at
+    moderate noise are never all detectable). Each case has its own child generator of
     ``numpy.random.SeedSequence(seed)``, so a case does not depend on the size of the grid.
 
     Returns
@@ -242,15 +330,21 @@ def planted_set(seed: int = 0, n_per_cell: int = 10, schedules=("log", "linear",
         for index, child in enumerate(children):
             rng = np.random.default_rng(child)
             patterns = PATTERNS[n_segments]
-            cases.append(planted_case(
-                rng, schedule, patterns[index % len(patterns)], noise=level, n_seeds=int(rng.integers(3, 11)),
-                sigma_seed=float(rng.uniform(0.005, 0.03)),
-                seed_offset_sd=float(rng.uniform(1, 3)) if rng.random() < 0.5 else 0.0,
-                nan_fraction=float(rng.uniform(0.05, 0.1)) if rng.random() < 0.25 else 0.0))
+            try:
+                cases.append(planted_case(
+                    rng, schedule, patterns[index % len(patterns)], noise=level, n_seeds=int(rng.integers(3, 11)),
+                    sigma_seed=float(rng.uniform(0.005, 0.03)),
+                    seed_offset_sd=float(rng.uniform(1, 3)) if rng.random() < 0.5 else 0.0,
+                    nan_fraction=float(rng.uniform(0.05, 0.1)) if rng.random() < 0.25 else 0.0,
+                    max_knot_se=max_knot_se, min_change_z=min_change_z, max_tries=max_tries))
+            except UnattainableCase:
+                if max_knot_se is None and min_change_z is None:
+                    raise
+                continue  # this cell cannot meet the conditions: it has fewer cases (see accuracy_table)
     return cases
 
 
-def score_case(case: dict, estimated_knots: np.ndarray) -> dict:
+def score_case(case: dict, estimated_knots: np.ndarray, knot_se_tolerance: float = 0.0) -> dict:
     """Compare an estimated segmentation with the planted one.
 
     Parameters
@@ -259,13 +353,17 @@ def score_case(case: dict, estimated_knots: np.ndarray) -> dict:
         From :func:`planted_case`.
     estimated_knots : numpy.ndarray, shape (n_estimated_segments - 1,)
         Estimated boundaries in log10 tokens (same axis as ``case["x"]``).
+    knot_se_tolerance : float
+        A boundary further than one checkpoint still counts as found when it is within this
+        many of its asymptotic standard errors (``case["knot_se"]``) of the truth; 0: the plain
+        one-checkpoint rule.
 
     Returns
     -------
     dict
         ``n_true``, ``n_estimated``, ``count_ok`` (same number of segments), ``boundaries_ok``
         (count_ok and each boundary's nearest checkpoint with data within one index of the
-        true one), ``correct`` (= boundaries_ok), ``spurious`` (a 1-segment case got a boundary).
+        true one, or within ``knot_se_tolerance`` standard errors), ``correct`` (= boundaries_ok), ``spurious`` (a 1-segment case got a boundary).
     """
     estimated_knots = np.sort(np.asarray(estimated_knots, dtype=float).ravel())
     n_estimated = len(estimated_knots) + 1
@@ -275,7 +373,9 @@ def score_case(case: dict, estimated_knots: np.ndarray) -> dict:
     if count_ok and len(estimated_knots):
         nearest = np.array([kept[np.argmin(np.abs(case["x"][kept] - knot))] for knot in estimated_knots])
         position = np.searchsorted(kept, case["boundary_index"])  # indices among checkpoints with data
-        boundaries_ok = bool(np.all(np.abs(np.searchsorted(kept, nearest) - position) <= 1))
+        within_one = np.abs(np.searchsorted(kept, nearest) - position) <= 1
+        within_se = np.abs(estimated_knots - case["knots"]) <= knot_se_tolerance * case["knot_se"]
+        boundaries_ok = bool(np.all(within_one | within_se))
     return dict(n_true=case["n_segments"], n_estimated=n_estimated, count_ok=bool(count_ok),
                 boundaries_ok=bool(boundaries_ok), correct=bool(boundaries_ok),
                 spurious=bool(case["n_segments"] == 1 and n_estimated > 1))

@@ -241,3 +241,36 @@ def test_responses_without_rois_and_sentence_activations(tmp_path, capsys):
     assert cli.main(encode_args(act, resp, tmp_path / "other.h5", "--layers", "1")) == 2
     assert "holds sentence activations" in capsys.readouterr().err
     assert not (tmp_path / "other.h5").exists()
+
+
+def test_cli_defaults_are_the_schema_defaults():
+    """One default per parameter: every encode key of config/schema.yaml with a default is the
+    default of its `brainphase encode` option, and the docs state the same alpha grid."""
+    import argparse
+    from pathlib import Path
+
+    from brainphase.config import SCHEMA_PATH, _schema
+    from brainphase.encoding.cli import add_arguments
+    from brainphase.encoding.ridge import DEFAULT_ALPHAS
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = {action.dest: action.default for action in parser._actions}
+    section = _schema(str(SCHEMA_PATH))["properties"]["encode"]["properties"]
+    # options of the baselines and variance partitioning (encoding/partition.py) are checked by their tests
+    skipped = {"baselines", "extra_regressors", "frequency_source", "frequency_corpus", "frequency_language",
+               "partition_layers", "banded_ratios"}
+    checked = []
+    for key, spec in section.items():
+        if "default" not in spec or key == "maps" or key in skipped:  # maps -> --maps-dir PATH (workflow)
+            continue
+        assert key in defaults, f"schema key encode.{key} has no --{key.replace('_', '-')} option"
+        assert defaults[key] == spec["default"], key
+        checked.append(key)
+    assert {"alphas", "delays", "cv", "gap_trs", "sentence_cv", "ceiling_floor"} <= set(checked)
+    assert "default" not in section["chunk_size"] and defaults["chunk_size"] is None  # auto-sized
+    alphas = section["alphas"]["default"]
+    np.testing.assert_allclose(alphas, DEFAULT_ALPHAS)  # RidgeCV's own default is the same grid
+    docs = (Path(__file__).parents[1] / "docs" / "hdf5_layout.md").read_text()
+    assert f"10^{np.log10(alphas[0]):.0f}..10^{np.log10(alphas[-1]):.0f} in half decades, {len(alphas)} values" in docs
+    assert np.allclose(np.diff(np.log10(alphas)), 0.5)

@@ -224,8 +224,9 @@ def run_design(
     cutoff_mult: float = 1.0,
     anchor: str = "onset",
     name: str = "run",
+    zscore: bool = True,
 ) -> np.ndarray:
-    """Design matrix of one run: Lanczos -> delays -> trim -> z-score.
+    """Design matrix of one run: Lanczos -> delays -> trim -> z-score (optional).
 
     Parameters
     ----------
@@ -241,6 +242,9 @@ def run_design(
         See :func:`delay_features`, :func:`trim`, :func:`lanczos_weights`, :func:`word_times`.
     name : str
         Label used in messages.
+    zscore : bool
+        z-score each column over the kept volumes of the run (default). Blocked CV inside a
+        run passes False and standardises on the training rows of each fit instead.
 
     Returns
     -------
@@ -252,8 +256,8 @@ def run_design(
     downsampled = lanczos_downsample(
         word_features, times, volume_times(n_trs, tr, first_volume_time), tr, window, cutoff_mult
     )
-    delayed = delay_features(downsampled, delays)
-    return zscore_columns(trim(delayed, trim_start, trim_end, name), name=f"{name} features")
+    kept = trim(delay_features(downsampled, delays), trim_start, trim_end, name)
+    return zscore_columns(kept, name=f"{name} features") if zscore else kept.astype(np.float32)
 
 
 def prepare_responses(

@@ -104,21 +104,31 @@ def roi_means(values: np.ndarray, labels: np.ndarray, n_rois: int) -> np.ndarray
     return out
 
 
-def noise_normalized(r: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
-    """``r / ceiling`` per voxel; NaN where the ceiling is not > 0 (counted in a warning).
+def noise_normalized(r: np.ndarray, ceiling: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """``r / ceiling`` per voxel; NaN where the ceiling is NaN, not > 0 or below ``floor``.
 
     Parameters
     ----------
     r : ndarray of shape (..., n_voxels)
     ceiling : ndarray of shape (n_voxels,)
         Noise ceiling on Pearson r.
+    floor : float
+        Voxels whose ceiling is below it are excluded (NaN; counted in a log line): dividing
+        by a small, noisy ceiling amplifies the noise of r by ``1 / ceiling``.
+
+    Returns
+    -------
+    ndarray of shape (..., n_voxels), float64
     """
     ceiling = np.asarray(ceiling, dtype=np.float64)
     if ceiling.shape != (np.shape(r)[-1],):
         raise InputError(f"noise ceiling of shape {ceiling.shape} does not match {np.shape(r)[-1]} voxels")
-    usable = np.isfinite(ceiling) & (ceiling > 0)
+    if floor < 0:
+        raise InputError(f"ceiling floor must be >= 0 (got {floor})")
+    usable = np.isfinite(ceiling) & (ceiling > 0) & (ceiling >= floor)
     if not usable.all():
-        logger.warning("noise ceiling <= 0 or NaN for %d of %d voxels: r_normalized NaN there", (~usable).sum(), len(usable))
+        logger.info("noise ceiling NaN, <= 0 or below the floor %g for %d of %d voxels: r_normalized NaN there",
+                    floor, (~usable).sum(), len(usable))
     return np.where(usable, np.asarray(r, dtype=np.float64) / np.where(usable, ceiling, 1.0), np.nan)
 
 

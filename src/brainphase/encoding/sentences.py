@@ -9,7 +9,10 @@ averaged over subjects: no time series, so no HRF, delays or Lanczos. ``brainpha
   ``brainphase extract --sentences`` (one run per sentence);
 * :func:`match_sentences` checks it against ``/sentences/text`` of the responses, in order;
 * :func:`sentence_fold_labels` assigns each sentence to an outer cross-validation fold:
-  contiguous blocks of sentences, or of whole passages when the responses give passages.
+  shuffled K-fold with a seed (default without passage labels), contiguous blocks, or
+  blocks of whole passages (default when the responses give passages);
+* :func:`fold_mean_scores` and :func:`concatenated_scores` compute the two usual r / R^2
+  conventions from the held-out predictions; both are stored.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from brainphase.io import attr_text, read_strings
 
 #: fewest outer folds: nested CV needs >= 2 folds left for the inner choice of alpha
 MIN_SENTENCE_FOLDS = 3
+#: values of ``encode.sentence_cv`` / ``--sentence-cv``
+SENTENCE_CV_SCHEMES = ("auto", "shuffled", "contiguous", "passage")
 
 
 def is_sentence_dataset(resp: h5py.File) -> bool:
@@ -100,13 +105,18 @@ def match_sentences(activation_texts: list[str], response_texts: list[str], act_
     )
 
 
-def sentence_fold_labels(n_sentences: int, n_folds: int, passages: list[str] | None = None) -> tuple[np.ndarray, str]:
-    """Outer fold of each sentence: contiguous blocks, never splitting a passage.
+def sentence_fold_labels(
+    n_sentences: int, n_folds: int, passages: list[str] | None = None, scheme: str = "auto", seed: int = 0
+) -> tuple[np.ndarray, str]:
+    """Outer fold of each sentence.
 
-    Without passages, the sentences are cut into ``n_folds`` contiguous blocks of (nearly)
-    equal size (``numpy.array_split``). With passages, the passages, in order of first
-    appearance, are cut into ``n_folds`` contiguous blocks, and each sentence gets its
-    passage's fold: all sentences of a passage are held out together.
+    * ``shuffled``: ``sklearn.model_selection.KFold(n_folds, shuffle=True, random_state=seed)``
+      (the same folds as that splitter: a user can rebuild them in scikit-learn);
+    * ``contiguous``: ``n_folds`` contiguous blocks of (nearly) equal size in the stored order
+      (``numpy.array_split``);
+    * ``passage``: the passages, in order of first appearance, cut into ``n_folds`` contiguous
+      blocks; each sentence gets its passage's fold, so a passage is never split;
+    * ``auto`` (default): ``passage`` when passage labels are given, else ``shuffled``.
 
     Parameters
     ----------
@@ -115,24 +125,44 @@ def sentence_fold_labels(n_sentences: int, n_folds: int, passages: list[str] | N
         At least :data:`MIN_SENTENCE_FOLDS`.
     passages : list of str of length n_sentences, optional
         Passage label of each sentence (``/sentences/passage`` of the responses).
+    scheme : {"auto", "shuffled", "contiguous", "passage"}
+    seed : int
+        Seed of the shuffled folds.
 
     Returns
     -------
     labels : ndarray of shape (n_sentences,), int64
         Fold index 0 .. n_folds - 1 of each sentence.
-    grouping : {"contiguous", "passage"}
+    grouping : {"shuffled", "contiguous", "passage"}
+        The scheme used.
     """
+    if scheme not in SENTENCE_CV_SCHEMES:
+        raise InputError(f"--sentence-cv {scheme!r} is not one of {SENTENCE_CV_SCHEMES}")
     if n_folds < MIN_SENTENCE_FOLDS:
         raise InputError(
             f"--sentence-folds {n_folds}: need at least {MIN_SENTENCE_FOLDS} (outer folds, with >= 2 left for the inner CV)"
         )
-    if passages is None:
+    if scheme == "auto":
+        scheme = "shuffled" if passages is None else "passage"
+    if passages is not None and len(passages) != n_sentences:
+        raise InputError(f"/sentences/passage has {len(passages)} labels for {n_sentences} sentences")
+    if scheme in ("shuffled", "contiguous"):
         if n_folds > n_sentences:
             raise InputError(f"--sentence-folds {n_folds}: more folds than the {n_sentences} sentences")
-        sizes = [len(block) for block in np.array_split(np.arange(n_sentences), n_folds)]
-        return np.repeat(np.arange(n_folds), sizes).astype(np.int64), "contiguous"
-    if len(passages) != n_sentences:
-        raise InputError(f"/sentences/passage has {len(passages)} labels for {n_sentences} sentences")
+        if scheme == "contiguous":
+            sizes = [len(block) for block in np.array_split(np.arange(n_sentences), n_folds)]
+            return np.repeat(np.arange(n_folds), sizes).astype(np.int64), "contiguous"
+        from sklearn.model_selection import KFold
+
+        labels = np.empty(n_sentences, dtype=np.int64)
+        for fold, (_, test) in enumerate(KFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(n_sentences))):
+            labels[test] = fold
+        return labels, "shuffled"
+    if passages is None:
+        raise InputError(
+            "--sentence-cv passage: the responses have no /sentences/passage (give a 'passage' column in "
+            "sentences.tsv to load-fmri), or use --sentence-cv shuffled or contiguous"
+        )
     order = list(dict.fromkeys(passages))
     if n_folds > len(order):
         raise InputError(
@@ -154,8 +184,9 @@ def fold_mean_scores(y_true: np.ndarray, y_pred: np.ndarray, folds: np.ndarray) 
     the fold's own mean (about ``-sqrt(n_folds / n_sentences)`` on pure noise; still about
     -0.05 for 160 sentences and 5 folds after removing each fold's mean, through the weight
     of each fold's prediction variance). Within a fold the model never saw its sentences, so
-    r there is unbiased. (The time-series path has no such term: every run is z-scored on
-    its own.) A fold where a column is constant makes that column's score NaN.
+    r there is unbiased. (Leave-one-run-out time series have no such term: every run is
+    z-scored on its own; blocked CV inside a run has it, through slow drifts between blocks,
+    and uses this function too.) A fold where a column is constant makes that column's score NaN.
 
     Parameters
     ----------
@@ -173,3 +204,22 @@ def fold_mean_scores(y_true: np.ndarray, y_pred: np.ndarray, folds: np.ndarray) 
     r = np.mean([pearson_columns(y_true[folds == k], y_pred[folds == k]) for k in labels], axis=0)
     r2 = np.mean([r2_columns(y_true[folds == k], y_pred[folds == k]) for k in labels], axis=0)
     return r, r2
+
+
+def concatenated_scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r and R^2 of each column on all held-out predictions at once (folds concatenated).
+
+    The other common convention (e.g. ``cross_val_predict`` then one correlation). Biased
+    negative on pure noise (see :func:`fold_mean_scores`).
+
+    Parameters
+    ----------
+    y_true, y_pred : ndarray of shape (n_rows, n_columns)
+
+    Returns
+    -------
+    r, r2 : ndarray of shape (n_columns,), float64
+    """
+    from brainphase.encoding.scoring import pearson_columns, r2_columns
+
+    return pearson_columns(y_true, y_pred), r2_columns(y_true, y_pred)

@@ -15,6 +15,7 @@ from _models import (  # noqa: F401
     STIMULUS_WORDS,
     build_model,
     save_checkpoint,
+    tiny_bert_checkpoint,
     tiny_checkpoint,
     tiny_tokenizer_dir,
     untrimmed_checkpoint,
@@ -39,13 +40,14 @@ def words_df(tmp_path_factory):
     return read_stimulus(write_stimulus(tmp_path_factory.mktemp("stim") / "words.tsv"))
 
 
-def reference_vectors(checkpoint, words_df, context_tokens, pooling):
-    """Word vectors from one direct model call per word.
+def reference_vectors(checkpoint, words_df, context_tokens, pooling, frame=((), ())):
+    """Word vectors from one direct model call per word (its window inside ``frame``: the
+    special token ids before and after it).
 
     A word's tokens are found without offsets: its last token is the last token of the
     text up to the word's end, its first the one after the tokens of the text up to the
-    space before it (byte-level BPE never merges across that space); whitespace-only tokens
-    are not part of a word.
+    space before it (byte-level BPE and WordPiece never merge across that space);
+    whitespace-only tokens are not part of a word.
 
     Returns
     -------
@@ -67,9 +69,10 @@ def reference_vectors(checkpoint, words_df, context_tokens, pooling):
             assert ids[: len(prefix)] == prefix
             first, last = (len(tokenize(text[: start - 1])) if start else 0), len(prefix) - 1
             window_start = max(0, last - context_tokens + 1)
+            window = [*frame[0], *ids[window_start : last + 1], *frame[1]]
             with torch.no_grad():
-                out = checkpoint.model(torch.tensor([ids[window_start : last + 1]]), output_hidden_states=True)
-            states = torch.stack(out.hidden_states)[:, 0]  # (n_layers + 1, window, d_model)
+                out = checkpoint.model(torch.tensor([window]), output_hidden_states=True)
+            states = torch.stack(out.hidden_states)[:, 0, len(frame[0]) : len(window) - len(frame[1])]
             if pooling == "last":
                 rows.append(states[:, -1])
             else:
@@ -213,3 +216,44 @@ def test_words_without_tokens_leave_no_output(checkpoint, words_df, tmp_path):
     with pytest.raises(InputError, match="no words"):
         extract_activations(checkpoint, words_df.iloc[:0], out, context_tokens=8)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_checkpoint):
+    return load_checkpoint(tiny_bert_checkpoint, device="cpu")
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_encoder_windows_carry_its_special_tokens(bert, words_df, tmp_path, pooling):
+    cls_id, sep_id = bert.tokenizer.cls_token_id, bert.tokenizer.sep_token_id
+    out = tmp_path / "bert.h5"
+    extract_activations(bert, words_df, out, context_tokens=12, pooling=pooling, batch_size=5)
+    stored = read_layers(out)
+    assert stored.shape == (N_LAYERS + 1, len(words_df), D_MODEL)
+    expected = reference_vectors(bert, words_df, 12, pooling, frame=([cls_id], [sep_id]))
+    np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-5)
+    # without [CLS]/[SEP] the vectors differ: the frame is really there
+    assert np.abs(stored - reference_vectors(bert, words_df, 12, pooling)).max() > 1e-3
+    attrs = read_attrs(out)
+    assert (attrs["architecture"], attrs["special_tokens"], attrs["step"]) == ("encoder", 2, -1)
+    # the context is clamped to the positions left after the special tokens
+    extract_activations(bert, words_df, tmp_path / "long.h5", context_tokens=1000, batch_size=8)
+    assert read_attrs(tmp_path / "long.h5")["context_tokens"] == MAX_POSITIONS - 2
+
+
+@pytest.mark.parametrize("model", ["causal", "encoder"])
+def test_a_word_vector_does_not_depend_on_its_batch(checkpoint, bert, words_df, tmp_path, model):
+    """Batch size 1 against batches of windows of mixed lengths (runs start with short windows)."""
+    chosen = checkpoint if model == "causal" else bert
+    layers = {}
+    for batch_size in (1, 7):
+        out = tmp_path / f"b{batch_size}.h5"
+        extract_activations(chosen, words_df, out, context_tokens=20, pooling="mean", batch_size=batch_size)
+        layers[batch_size] = read_layers(out)
+    from brainphase.activations import iter_word_batches, ordered_words, tokenize_run
+
+    words = ordered_words(words_df)
+    runs = [tokenize_run(chosen.tokenizer, words, run) for run in pd.unique(words["run"])]
+    widths = [b.attention_mask.sum(dim=1) for b in iter_word_batches(runs, 20, "mean", 7)]
+    assert any(len(set(w.tolist())) > 1 for w in widths)  # batches really mix window lengths
+    np.testing.assert_allclose(layers[7], layers[1], rtol=1e-5, atol=1e-5)

@@ -6,7 +6,7 @@ import pytest
 import scipy.special
 import torch
 
-from _models import build_model, tiny_checkpoint, tiny_tokenizer_dir, SENTENCES  # noqa: F401
+from _models import SENTENCES, build_model, tiny_bert_checkpoint, tiny_checkpoint, tiny_tokenizer_dir  # noqa: F401
 from brainphase import cli
 from brainphase.io import read_attrs
 from brainphase.tasks import METRICS, evaluate, token_windows
@@ -115,6 +115,7 @@ def test_cli_tasks_writes_metrics(tiny_checkpoint, tmp_path, capsys):
             assert dataset.attrs["kind"] == metric.kind
     attrs = read_attrs(out)
     assert (attrs["stage"], attrs["model_id"], attrs["seed"], attrs["step"]) == ("tasks", "label", 4, 16)
+    assert attrs["skipped"] == ""
     assert (attrs["seq_len"], attrs["n_targets"]) == (64, expected["n_targets"])
     assert expected["n_targets"] == 300 - 5  # 64+64+64+64+44 tokens, one untargeted per window
 
@@ -125,3 +126,28 @@ def test_cli_tasks_writes_metrics(tiny_checkpoint, tmp_path, capsys):
     assert cli.main(args) == 2
     assert "empty.txt: empty; pass the held-out text with --text" in capsys.readouterr().err
     assert not bad_out.exists()
+
+
+def test_metrics_do_not_depend_on_the_batch():
+    """Masked right padding: each window alone gives the same totals as mixed-length batches."""
+    model = build_model(VOCAB, seed=2)
+    rng = np.random.default_rng(3)
+    windows = [rng.integers(0, VOCAB, n) for n in (16, 3, 11, 2, 16, 7)]
+    alone = evaluate(model, windows, batch_size=1)
+    for batch_size, pad_id in ((4, 0), (6, VOCAB - 1)):
+        batched = evaluate(model, windows, batch_size=batch_size, pad_id=pad_id)
+        for metric in METRICS:
+            assert batched[metric.name] == pytest.approx(alone[metric.name], rel=1e-5), metric.name
+
+
+def test_encoder_gets_a_tasks_file_without_metrics(tiny_bert_checkpoint, tmp_path):
+    text = tmp_path / "valid.txt"
+    text.write_text("\n".join(SENTENCES), encoding="utf-8")
+    out = tmp_path / "step-1.h5"
+    args = ["tasks", "--model", str(tiny_bert_checkpoint), "--text", str(text), "--out", str(out), "--device", "cpu"]
+    assert cli.main(args) == 0
+    attrs = read_attrs(out)
+    assert "encoder" in attrs["skipped"] and "next-token" in attrs["skipped"]
+    assert (attrs["step"], attrs["tokens"], attrs["seed"]) == (-1, -1, 0)
+    with h5py.File(out, "r") as handle:
+        assert list(handle["metrics"]) == []

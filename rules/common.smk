@@ -93,3 +93,13 @@ def all_outputs():
         targets.append(f"{R}/trajectory/{model}/trajectory.h5")
         targets += [f"{R}/figures/{model}/{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
     return targets
+
+
+def print_summary():
+    """What a person reads at the end of a run: alignment, phases with CIs, where the outputs are."""
+    from brainphase.phases.cli import summary_text
+
+    for model in PLANS:
+        trajectory = f"{R}/trajectory/{model}/trajectory.h5"
+        if os.path.exists(trajectory):
+            print(summary_text(trajectory, f"{R}/figures/{model}", "make report (or snakemake --report report.html)"))

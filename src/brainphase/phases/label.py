@@ -356,12 +356,16 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
     steps = np.arange(len(tokens)) if steps is None else np.asarray(steps)
     if alignment.shape[1] != len(tokens) or len(steps) != len(tokens):
         raise InputError(f"alignment has {alignment.shape[1]} checkpoints but tokens {len(tokens)} and steps {len(steps)}")
-    x = log_token_axis(tokens)
     curve = _nanmean(alignment, axis=0)
     n_finite = int(np.isfinite(curve).sum())
     if n_finite < MIN_CHECKPOINTS:
+        try:
+            x = log_token_axis(tokens)
+        except InputError:  # e.g. one checkpoint whose tokens are unknown (-1): nothing to place on an axis
+            x = np.full(len(tokens), np.nan)
         return _skipped(f"{n_finite} checkpoint(s) with an alignment value; phases need at least {MIN_CHECKPOINTS}",
                         x, curve, alignment.shape[0])
+    x = log_token_axis(tokens)
     z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
     sigma, noise_source = noise_sigma(x, alignment, subject_alignment)
     seg = segment_curve(x, curve, sigma, max_segments, min_points, penalty)

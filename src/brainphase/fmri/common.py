@@ -126,6 +126,8 @@ def check_duration(run: str, source: str, n_trs: int, tr: float, args: argparse.
     start, interval = timing["first_volume_time"], timing["volume_interval"]
     end = start + n_trs * interval
     last_offset = float(words["offset"].max())
+    log.info("%s: %d retained volumes cover stimulus time %g-%g s; the words of run %r span %g-%g s",
+             source, n_trs, start, end, run, float(words["onset"].min()), last_offset)
     if end < last_offset - interval:
         raise InputError(
             f"{source}: {n_trs} retained volumes x TR {tr:g} s cover stimulus time {start:g}-{end:g} s, but stimulus "

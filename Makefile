@@ -37,6 +37,7 @@ test-slow: setup
 bench: setup
 	$(BIN)/python bench/extract.py --quick
 	$(BIN)/python bench/ridge.py --quick
+	$(BIN)/python bench/banded.py --quick
 	$(BIN)/python bench/load_fmri.py --quick
 	$(BIN)/python bench/phases.py --quick
 

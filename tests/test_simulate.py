@@ -60,7 +60,9 @@ def test_word_features_match_hand_computed_counts():
     np.testing.assert_allclose(features[:, 2], log_freq - log_freq.mean())
     np.testing.assert_allclose(features[:, 3], surprisal - surprisal.mean())
     semantic = np.stack([simulate.semantic_vector(w, 3) for w in ["the", "dog", "cat"]])
-    np.testing.assert_allclose(features[:, 4:], semantic - semantic.mean(axis=0))
+    phonemes = np.array([2.0, 3.0, 3.0])  # CMU: the = DH AH0, dog = D AO1 G, cat = K AE1 T
+    np.testing.assert_allclose(features[:, 4], phonemes - phonemes.mean())
+    np.testing.assert_allclose(features[:, 5:], semantic - semantic.mean(axis=0))
     assert not np.allclose(simulate.semantic_vector("the", 3), simulate.semantic_vector("the", 4))
 
 
@@ -163,3 +165,64 @@ def test_split_variance_gives_the_lexical_block_its_share(share):
     semantic = design[:, N_LEXICAL:] @ weights[:, N_LEXICAL:].T
     realised = lexical.var(axis=0) / (lexical.var(axis=0) + semantic.var(axis=0))
     np.testing.assert_allclose(realised, share, atol=1e-12)
+
+
+def test_variance_partitioning_recovers_planted_baseline_and_unique_shares(tmp_path):
+    """baseline_share split: encoder baselines (from the words) + an oracle layer (the learnable
+    features) recover the planted unique explainable variance within 0.05 (mean over voxels)."""
+    from brainphase.encoding.banded import BandedRidgeCV, ratio_grid, variance_partition
+    from brainphase.encoding.baselines import word_baselines
+    from brainphase.encoding.features import prepare_responses, run_design
+    from brainphase.encoding.ridge import RidgeCV, nested_cv_predict
+    from brainphase.encoding.scoring import r2_columns
+    from brainphase.stimuli import read_stimulus
+
+    stimulus_path, corpus = make_stimulus(tmp_path, n_words=700, runs=("1", "2", "3", "4"))
+    stimulus = read_stimulus(stimulus_path)
+    unigrams, bigrams = simulate.word_statistics((corpus / "train.txt").read_text())
+    tr, share, snr = 2.0, 0.4, 1.5
+    designs = simulate.residualise_learnable(simulate.design_matrices(stimulus, unigrams, bigrams, tr, seed=0))
+    runs = list(designs)
+    design_all = np.concatenate([designs[r] for r in runs])
+    rng = np.random.default_rng(0)
+    weights = simulate.split_shares(rng.standard_normal((24, len(simulate.FEATURE_NAMES))), design_all,
+                                    simulate.BASELINE_COLUMNS, share)
+    weights *= (snr / (design_all @ weights.T).std(axis=0))[:, None]
+    bold = {r: designs[r] @ weights.T + simulate._ar1_noise(len(designs[r]), 24, simulate.NOISE_AR1, rng) for r in runs}
+    total_var = np.concatenate(list(bold.values())).var(axis=0)
+    signal_all = design_all @ weights.T
+    planted_baseline = simulate.baseline_variance(signal_all, design_all) / total_var
+    planted_unique = signal_all.var(axis=0) / total_var - planted_baseline
+    # by construction the baseline part carries `share` of the signal and the rest is unique
+    np.testing.assert_allclose(planted_baseline / (planted_baseline + planted_unique), share, atol=0.02)
+
+    words = stimulus["word"].astype(str).tolist()
+    baseline_words = word_baselines(words, frequency_source="corpus", frequency_corpus=corpus / "train.txt")
+    oracle_words = simulate.word_features(stimulus, unigrams, bigrams, seed=0)[:, simulate.LEARNABLE_COLUMNS]
+
+    def design(features):
+        blocks = []
+        for r in runs:
+            rows = (stimulus["run"] == r).to_numpy()
+            blocks.append(run_design(features[rows], stimulus["onset"].to_numpy(float)[rows],
+                                     stimulus["offset"].to_numpy(float)[rows], len(designs[r]), tr, 0.0, name=r))
+        return np.vstack(blocks)
+
+    Y = np.vstack([prepare_responses(bold[r], name=r) for r in runs])
+    groups = np.repeat(np.arange(len(runs)), [len(designs[r]) - 10 for r in runs])
+    B, X = design(baseline_words), design(oracle_words)
+    alphas = np.logspace(0, 5, 11)
+    r2 = {}
+    for name, features, estimator in [
+        ("baselines", B, RidgeCV(alphas)), ("layer", X, RidgeCV(alphas)),
+        ("joint", np.hstack([B, X]), BandedRidgeCV((B.shape[1], X.shape[1]), ratio_grid([0.1, 1.0, 10.0]), alphas)),
+    ]:
+        predictions, _, _ = nested_cv_predict(estimator, features, Y, groups)
+        r2[name] = r2_columns(Y, predictions)
+    parts = variance_partition(r2["layer"], r2["baselines"], r2["joint"])
+    # unique share: within 0.05 (measured 0.376 vs 0.418 planted). The baselines alone lose more
+    # (0.18 vs 0.28): the encoder's Lanczos + 4 FIR delays + per-run z-scoring only approximate
+    # the simulator's TR binning + SPM HRF, which matters most for the slow word-rate signal
+    assert abs(np.mean(parts["unique_r2"]) - np.mean(planted_unique)) < 0.05
+    assert abs(np.mean(r2["baselines"]) - np.mean(planted_baseline)) < 0.12
+    assert np.mean(planted_unique) > 0.2  # the test has something to recover

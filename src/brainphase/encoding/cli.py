@@ -64,6 +64,7 @@ import numpy as np
 from brainphase.config import schema_default
 from brainphase.encoding import features as feats
 from brainphase.encoding import sentences as sents
+from brainphase.encoding import partition as vpart
 from brainphase.encoding.blocks import CV_SCHEMES, blocked_cv_predict, block_layout, resolve_cv
 from brainphase.encoding.output import PROPAGATED_ATTRS, LayerScores, write_scores  # noqa: F401 (re-exported)
 from brainphase.encoding.ridge import BACKENDS, RidgeCV, nested_cv_predict
@@ -125,6 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="store the held-out predictions and the responses they predict under /held_out")
     parser.add_argument("--ceiling-floor", type=float, default=_default("ceiling_floor"),
                         help="voxels whose noise ceiling is below this get NaN in r_normalized")
+    vpart.add_arguments(parser)  # baselines and variance partitioning (encoding/partition.py)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -256,6 +258,7 @@ def _encode_timeseries(act: h5py.File, resp: h5py.File, layers: list[int], subje
     n_voxels = resp[f"subjects/{subjects[0]}/runs/{runs[0]}/bold"].shape[1]
     scores = LayerScores(layers, subjects, n_voxels, args)
     scored_rows = _scored_rows(resp, runs, args)
+    partition = vpart.BaselinePartition.from_args(act, args, layers, subjects, n_voxels)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(designs) * len(layers), desc="encode layers", unit="layer")
@@ -283,10 +286,20 @@ def _encode_timeseries(act: h5py.File, resp: h5py.File, layers: list[int], subje
             if args.save_predictions:
                 scores.add_predictions(li, group_subjects, predictions, Y, folds)
             bar.update()
+        if partition is not None:  # baselines and variance partitioning (encoding/partition.py)
+            partition.fit_group(
+                group_subjects, signature, Y, groups,
+                lambda f: _design(f, words, signature, args, zscore=cv == "runs"),
+                lambda layer: _design(act[f"layer_{layer}"][()].astype(np.float32), words, signature, args,
+                                      zscore=cv == "runs"),
+                scores.r, scores.r2, estimator,
+                nested_cv_predict if cv == "runs" else lambda est, X_, Y_, _: blocked_cv_predict(
+                    est, X_, Y_, run_lengths, args.cv_blocks, args.gap_trs),
+            )
     bar.close()
     attrs = {"tr": tr, "stimulus_kind": "words", "cv": cv, "r_convention": primary,
              "cv_blocks": args.cv_blocks if cv == "blocks" else 0, "gap_trs": args.gap_trs if cv == "blocks" else 0}
-    write_scores(args, act, resp, scores, runs, attrs, None,
+    write_scores(args, act, resp, scores, runs, attrs, partition.datasets() if partition is not None else None,
                  responses_of=scored_rows)
 
 

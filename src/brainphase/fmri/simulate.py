@@ -8,6 +8,8 @@ checked against a known ground truth:
 * ``word_length``: number of letters of the word;
 * ``log_unigram_frequency``: log of the add-one smoothed unigram probability in ``train.txt``;
 * ``bigram_surprisal``: ``-log P(word | previous word)`` with add-one smoothing;
+* ``phoneme_count``: phonemes of the word (CMU dictionary, one per letter when missing:
+  :func:`brainphase.encoding.baselines.phoneme_count`);
 * ``semantic_00`` ... ``semantic_15``: a fixed random embedding per word type (seeded hash).
 
 All word-level features except ``word_rate`` are centred over the stimulus words, so their
@@ -29,9 +31,22 @@ noise. Motion (a smooth random walk, also written as fMRIPrep confounds), a line
 and a voxel baseline are added on top: these are nuisances that the loader's cleaning is
 meant to remove, so they are *not* part of the noise in the ground truth.
 
+With ``baseline_share`` set, the split is different: the *baseline* features (word rate,
+length, log frequency, phoneme count: what ``brainphase encode --baselines`` computes without
+a model) carry a share ``baseline_share`` of each voxel's signal variance, and the
+*model-learnable* features (bigram surprisal and the word embedding) the rest. The learnable
+columns of the design are first residualised on the baseline columns (least squares over all
+runs), so their part of the signal is unique to them by construction and the planted shares
+are exact (``lexical_share`` is unused then).
+
 Ground truth (``ground_truth.h5``), per subject and voxel: the planted explainable variance
 ``var(signal) / (var(signal) + var(noise))`` computed on the realised time series
-(all runs concatenated) and the implied ceiling on Pearson r, ``sqrt(explainable variance)``.
+(all runs concatenated) and the implied ceiling on Pearson r, ``sqrt(explainable variance)``;
+``baseline_explainable_variance`` = ``var(P_B signal) / var(signal + noise)`` with ``P_B`` the
+least-squares projection on the baseline columns of the planted design, and
+``unique_explainable_variance`` = ``(var(signal) - var(P_B signal)) / var(signal + noise)``,
+the part that only the model-learnable features explain (what variance partitioning's
+``unique_r2`` estimates for a layer that represents them perfectly).
 """
 
 from __future__ import annotations
@@ -55,10 +70,14 @@ log = logging.getLogger(__name__)
 
 SPACE = "MNI152NLin2009cAsym"
 N_SEMANTIC = 16
-N_LEXICAL = 4  # word_rate, word_length, log_unigram_frequency, bigram_surprisal
-FEATURE_NAMES = ["word_rate", "word_length", "log_unigram_frequency", "bigram_surprisal"] + [
+N_LEXICAL = 5  # word_rate, word_length, log_unigram_frequency, bigram_surprisal, phoneme_count
+FEATURE_NAMES = ["word_rate", "word_length", "log_unigram_frequency", "bigram_surprisal", "phoneme_count"] + [
     f"semantic_{i:02d}" for i in range(N_SEMANTIC)
 ]
+#: columns computable from the word forms alone (the encoder's baselines)
+BASELINE_COLUMNS = np.array([0, 1, 2, 4])
+#: columns a language model can learn beyond them
+LEARNABLE_COLUMNS = np.array([3] + list(range(N_LEXICAL, N_LEXICAL + N_SEMANTIC)))
 #: (name, MNI centre in mm, relative amplitude)
 REGIONS: list[tuple[str, tuple[float, float, float], float]] = [
     ("L_IFG", (-50.0, 24.0, 8.0), 1.0),
@@ -113,8 +132,11 @@ def word_features(words: pd.DataFrame, unigrams: Counter, bigrams: Counter, seed
     n_tokens = sum(unigrams.values())
     normalised = [_normalise_word(w) for w in words["word"].astype(str)]
     runs = words["run"].astype(str).to_numpy()
+    from brainphase.encoding.baselines import phoneme_count  # noqa: PLC0415
+
     features = np.zeros((len(words), len(FEATURE_NAMES)))
     features[:, 0] = 1.0
+    features[:, 4] = phoneme_count(words["word"].astype(str).tolist())
     for i, word in enumerate(normalised):
         previous = normalised[i - 1] if i > 0 and runs[i - 1] == runs[i] else None
         features[i, 1] = sum(ch.isalpha() for ch in words["word"].iloc[i]) or len(word)
@@ -123,7 +145,7 @@ def word_features(words: pd.DataFrame, unigrams: Counter, bigrams: Counter, seed
             features[i, 3] = -features[i, 2]
         else:
             features[i, 3] = -np.log((bigrams[(previous, word)] + 1) / (unigrams[previous] + n_types + 1))
-        features[i, 4:] = semantic_vector(word, seed)
+        features[i, N_LEXICAL:] = semantic_vector(word, seed)
     features[:, 1:] -= features[:, 1:].mean(axis=0)
     return features
 
@@ -176,6 +198,60 @@ def design_matrices(stimulus: pd.DataFrame, unigrams: Counter, bigrams: Counter,
     return {run: (d - mean) / std for run, d in designs.items()}
 
 
+def residualise_learnable(designs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Replace the learnable columns by their residuals on the baseline columns (least squares
+    over all runs concatenated, one coefficient matrix for every run), shapes kept."""
+    stacked = np.concatenate(list(designs.values()))
+    baseline = stacked[:, BASELINE_COLUMNS]
+    beta, *_ = np.linalg.lstsq(baseline, stacked[:, LEARNABLE_COLUMNS], rcond=None)
+    out = {}
+    for run, design in designs.items():
+        design = design.copy()
+        design[:, LEARNABLE_COLUMNS] -= design[:, BASELINE_COLUMNS] @ beta
+        out[run] = design
+    return out
+
+
+def split_shares(weights: np.ndarray, design: np.ndarray, first: np.ndarray, share: float) -> np.ndarray:
+    """Rescale two column blocks of ``weights`` so that the block ``first`` carries a share
+    ``share`` of the summed variance of the two parts of ``design @ weights.T``, per voxel.
+
+    Parameters
+    ----------
+    weights : ndarray, shape (n_voxels, n_features)
+    design : ndarray, shape (n_trs, n_features)
+    first : ndarray of int
+        Columns of the first block; all other columns form the second.
+    share : float in [0, 1]
+
+    Returns
+    -------
+    ndarray, shape (n_voxels, n_features)
+    """
+    in_first = np.zeros(weights.shape[1], dtype=bool)
+    in_first[first] = True
+    part1, part2 = weights * in_first, weights * ~in_first
+    std1, std2 = (design @ part1.T).std(axis=0), (design @ part2.T).std(axis=0)
+    return part1 * (np.sqrt(share) / std1)[:, None] + part2 * (np.sqrt(1.0 - share) / std2)[:, None]
+
+
+def baseline_variance(signal: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """Variance of each signal column's least-squares projection on the baseline columns.
+
+    Parameters
+    ----------
+    signal : ndarray, shape (n_trs, n_voxels)
+    design : ndarray, shape (n_trs, n_features)
+
+    Returns
+    -------
+    ndarray, shape (n_voxels,)
+    """
+    baseline = np.column_stack([np.ones(len(design)), design[:, BASELINE_COLUMNS]])
+    beta, *_ = np.linalg.lstsq(baseline, signal, rcond=None)
+    return (baseline @ beta).var(axis=0)
+
+
 def split_variance(weights: np.ndarray, design: np.ndarray, lexical_share: float) -> np.ndarray:
     """Rescale the lexical and semantic blocks of ``weights`` so that, for every voxel, the
     lexical part of ``design @ weights.T`` has a share ``lexical_share`` of the summed variance
@@ -191,13 +267,7 @@ def split_variance(weights: np.ndarray, design: np.ndarray, lexical_share: float
     -------
     ndarray, shape (n_voxels, n_features)
     """
-    lexical, semantic = weights.copy(), weights.copy()
-    lexical[:, N_LEXICAL:] = 0.0
-    semantic[:, :N_LEXICAL] = 0.0
-    lexical_std = (design @ lexical.T).std(axis=0)
-    semantic_std = (design @ semantic.T).std(axis=0)
-    return (lexical * (np.sqrt(lexical_share) / lexical_std)[:, None]
-            + semantic * (np.sqrt(1.0 - lexical_share) / semantic_std)[:, None])
+    return split_shares(weights, design, np.arange(N_LEXICAL), lexical_share)
 
 
 # --------------------------------------------------------------------------- spatial layout
@@ -317,6 +387,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="signal std / noise std at the centre of a full-amplitude region (default 1: ceiling r 0.71)")
     parser.add_argument("--lexical-share", type=float, default=0.7,
                         help="share of each signal voxel's variance carried by the lexical features (rest: semantic)")
+    parser.add_argument("--baseline-share", type=float, default=None,
+                        help="share carried by the baseline features (rate, length, frequency, phoneme count); the "
+                             "rest by residualised surprisal + embedding (default: unset, the --lexical-share split)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--task", default="listening")
 
@@ -328,6 +401,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--tr {args.tr}, --resolution-mm {args.resolution_mm}, --snr {args.snr}: tr and resolution must be > 0, snr >= 0")
     if not 0.0 <= args.lexical_share <= 1.0:
         raise InputError(f"--lexical-share {args.lexical_share}: must be between 0 and 1")
+    if args.baseline_share is not None and not 0.0 <= args.baseline_share <= 1.0:
+        raise InputError(f"--baseline-share {args.baseline_share}: must be between 0 and 1 (or left unset)")
     if not re.fullmatch(r"[A-Za-z0-9]+", args.task):
         raise InputError(f"--task {args.task!r}: a BIDS label must be alphanumeric")
 
@@ -352,6 +427,8 @@ def main(args: argparse.Namespace) -> None:
         raise InputError(f"{train_path}: not found; --corpus-dir must contain train.txt (from `brainphase corpus`)")
     unigrams, bigrams = word_statistics(train_path.read_text(encoding="utf-8"))
     designs = design_matrices(stimulus, unigrams, bigrams, args.tr, args.seed)
+    if args.baseline_share is not None:
+        designs = residualise_learnable(designs)
 
     rng = np.random.default_rng(args.seed)
     mask_img = brain_mask(args.resolution_mm)
@@ -384,7 +461,10 @@ def main(args: argparse.Namespace) -> None:
             signal_idx = np.flatnonzero(amplitude > 0)
             sub_vectors = 0.8 * region_vectors + 0.6 * rng.standard_normal(region_vectors.shape)
             weights = sub_vectors[label[signal_idx] - 1] + 0.5 * smooth[:, signal_idx].T  # (n_signal, n_features)
-            weights = split_variance(weights, design_all, args.lexical_share)
+            if args.baseline_share is None:
+                weights = split_variance(weights, design_all, args.lexical_share)
+            else:
+                weights = split_shares(weights, design_all, BASELINE_COLUMNS, args.baseline_share)
             weights *= (args.snr * amplitude[signal_idx] / (design_all @ weights.T).std(axis=0))[:, None]
             loadings = rng.standard_normal((6, n_voxels)) * np.array([8.0] * 3 + [400.0] * 3)[:, None]
             drift = rng.standard_normal(n_voxels) * 5.0
@@ -406,9 +486,14 @@ def main(args: argparse.Namespace) -> None:
             signal_var = moments[1] / n_total - (moments[0] / n_total) ** 2
             total_var = moments[3] / n_total - (moments[2] / n_total) ** 2
             explainable = signal_var / total_var
+            signal_all = design_all @ weights.T  # (n_total, n_signal)
+            baseline_ev = np.zeros(n_voxels)
+            baseline_ev[signal_idx] = baseline_variance(signal_all, design_all) / total_var[signal_idx]
             truth[sub] = {
                 "explainable_variance": _volume(explainable, mask),
                 "ceiling_r": _volume(np.sqrt(explainable), mask),
+                "baseline_explainable_variance": _volume(baseline_ev, mask),
+                "unique_explainable_variance": _volume(explainable - baseline_ev, mask),
                 "signal_mask": _volume(amplitude > 0, mask).astype(np.uint8),
                 "region_labels": _volume(label, mask).astype(np.int16),
                 "signal_voxel_ijk": np.argwhere(mask)[signal_idx].astype(np.int32),
@@ -482,7 +567,8 @@ def _write_ground_truth(path: Path, args: argparse.Namespace, truth: dict, mask:
                         subjects: list[str]) -> None:
     inputs = [args.stimulus, Path(args.corpus_dir) / "train.txt"]
     attrs = provenance("simulate", args, inputs, simulated=True, tr=args.tr, resolution_mm=args.resolution_mm,
-                       snr=args.snr, lexical_share=args.lexical_share, noise_ar1=NOISE_AR1, region_radius_mm=REGION_RADIUS_MM,
+                       snr=args.snr, lexical_share=args.lexical_share,
+                       baseline_share=np.nan if args.baseline_share is None else args.baseline_share, noise_ar1=NOISE_AR1, region_radius_mm=REGION_RADIUS_MM,
                        subjects=[f"sub-{s}" for s in subjects],
                        definition="explainable_variance = var(signal) / var(signal + noise) over all runs "
                                   "concatenated (motion, drift and baseline excluded); ceiling_r = sqrt of it")

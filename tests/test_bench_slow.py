@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
     ("extract.py", {"extract_vs_forward", "tokens_per_s", "peak_rss_gib", "weights_gib"}),
     ("ridge.py", {"ridge_speedup_vs_himalaya", "max_abs_diff", "gemm_fraction", "peak_rss_gib"}),
     ("load_fmri.py", {"load_peak_gib", "load_seconds"}),
+    ("phases.py", {"phases_seconds", "planted_accuracy"}),
 ])
 def test_quick_bench_prints_result_line(script, keys):
     result = subprocess.run([sys.executable, str(REPO / "bench" / script), "--quick"], capture_output=True,

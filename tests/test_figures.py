@@ -28,6 +28,7 @@ def _strings(values):
 
 def write_trajectory(path, *, tokens, knots=(), slopes=(0.05,), phases=("alignment",), n_seeds=3, n_layers=4,
                      nan_steps=(), simulated=True, voxel_shape=None, status="labelled", store_x=True, seed=0):
+    # store_x=False writes /phases/x as NaN (the figures place checkpoints themselves)
     """Write a trajectory.h5 with the datasets of the phases spec and a planted curve.
 
     Alignment is piecewise linear in log10 tokens (``x``: step 0 one log-spacing before the
@@ -83,8 +84,7 @@ def write_trajectory(path, *, tokens, knots=(), slopes=(0.05,), phases=("alignme
         g = f.create_group("phases")
         g.attrs.update(status=status, summary=" -> ".join(phases) + "; planted" if labelled else "",
                        method="planted", max_segments=5, min_points=3)
-        if store_x:
-            g["x"] = x
+        g["x"] = x if store_x else np.full(n_steps, np.nan)  # no finite axis: every checkpoint at 0 tokens
         counts = np.isfinite(alignment).sum(axis=0)
         g["curve"] = np.where(counts > 0, np.nansum(alignment, axis=0) / np.maximum(counts, 1), np.nan)
         g["fitted"] = curve if labelled else np.full(n_steps, np.nan)
@@ -106,6 +106,14 @@ def write_trajectory(path, *, tokens, knots=(), slopes=(0.05,), phases=("alignme
         b["tokens_ci_low"], b["tokens_ci_high"] = 10 ** (knots_used - 0.15), 10 ** (knots_used + 0.15)
         g["seed_labels"] = np.repeat(labels[None], n_seeds, axis=0)
         g["seed_agreement"] = np.ones(n_seeds)
+        g["seed_segments/seed"] = np.repeat(np.arange(1, n_seeds + 1), n_seg)
+        g.create_group("phase_probability")
+        for name in phases[:n_seg]:
+            g[f"phase_probability/{name}"] = 1.0
+        corr = f.create_group("correlations")
+        corr["metric_names"] = _strings(["loss"])
+        for column in ("pearson_r", "pearson_p", "spearman_rho", "spearman_p"):
+            corr[column] = np.array([np.nan])
     return path
 
 
@@ -223,7 +231,7 @@ def test_spearman_rho_matches_scipy():
     assert np.isnan(spearman_rho(np.ones(5), b[:5]))
 
 
-def test_brain_maps_at_first_boundaries_last(with_voxel_maps):
+def test_brain_maps_at_first_boundaries_last(with_voxel_maps, tmp_path):
     data = load_figure_data(with_voxel_maps)
     chosen = map_checkpoints(data)
     nearest = [int(np.argmin(np.abs(data.x - k))) for k in THREE_PHASES["knots"]]
@@ -231,6 +239,9 @@ def test_brain_maps_at_first_boundaries_last(with_voxel_maps):
     assert "alignment → detachment" in dict(chosen)[nearest[0]]
     figure = plot_brain_maps(data)
     assert len([a for a in figure.axes if a.get_gid() and a.get_gid().startswith("map-")]) == len(chosen)
+    for fmt in ("png", "pdf"):
+        figure.savefig(tmp_path / f"brain_maps.{fmt}", dpi=60)
+        assert (tmp_path / f"brain_maps.{fmt}").stat().st_size > 5000
 
 
 def _assert_written(out, formats=("png", "pdf")):
@@ -241,9 +252,9 @@ def _assert_written(out, formats=("png", "pdf")):
         assert len(data) > 5000 and data[:4] in (b"\x89PNG", b"%PDF"), name
 
 
-def test_cli_writes_every_file_and_rejects_a_non_trajectory(with_voxel_maps, tmp_path):
+def test_cli_writes_every_file_and_rejects_a_non_trajectory(three_phase, tmp_path):
     out = tmp_path / "figs"
-    assert cli.main(["figures", "--trajectory", str(with_voxel_maps), "--out-dir", str(out)]) == 0
+    assert cli.main(["figures", "--trajectory", str(three_phase), "--out-dir", str(out)]) == 0
     _assert_written(out)
     bad_file = tmp_path / "metrics.h5"
     with h5py.File(bad_file, "w") as f:
@@ -260,7 +271,7 @@ def test_one_checkpoint_renders_with_a_note(tmp_path):
     data = load_figure_data(path)
     assert not data.labelled
     figure = plot_alignment(data)
-    assert "only 1 checkpoint" in _texts(figure)
+    assert "Phases not labelled: 1 checkpoint(s); at least 4 are needed" in _texts(figure)
     assert "fitted" not in _by_gid(figure.axes[0].get_lines())
     assert not [p for p in figure.axes[0].patches if (p.get_gid() or "").startswith("phase-")]
 
@@ -268,7 +279,7 @@ def test_one_checkpoint_renders_with_a_note(tmp_path):
 def test_skipped_status_draws_no_phases(tmp_path):
     path = write_trajectory(tmp_path / "skip.h5", tokens=PYTHIA_LIKE, status="skipped: no finite alignment")
     figure = plot_tasks(load_figure_data(path))
-    assert "Phases not labelled (skipped: no finite alignment)" in _texts(figure)
+    assert "Phases not labelled: no finite alignment." in _texts(figure)
     assert not [p for ax in figure.axes for p in ax.patches if (p.get_gid() or "").startswith("phase-")]
 
 
@@ -300,3 +311,27 @@ def test_fitted_path_without_segments_is_the_checkpoints(tmp_path):
     fx, fy = fitted_path(data)
     np.testing.assert_array_equal(fx, data.x)
     np.testing.assert_array_equal(fy, data.fitted)
+
+
+def test_figures_of_a_real_phases_run(tmp_path):
+    """End to end with the phases stage: a planted 3-phase table -> `brainphase phases` -> figures."""
+    rng = np.random.default_rng(5)
+    x = np.log10(PYTHIA_LIKE[1:].astype(float))
+    rows = ["seed,step,tokens,alignment,accuracy"]
+    for seed in (1, 2, 3):
+        curve = 0.02 + 0.08 * (x - x[0]) - 0.18 * np.maximum(x - 9.2, 0) + 0.16 * np.maximum(x - 9.9, 0)
+        for tokens, value in zip(PYTHIA_LIKE[1:], curve + rng.normal(0, 0.003, len(x))):
+            rows.append(f"{seed},{tokens // 2_097_152},{tokens},{value},{rng.uniform(0.1, 0.2)}")
+    table = tmp_path / "alignment.csv"
+    table.write_text("\n".join(rows) + "\n")
+    trajectory = tmp_path / "trajectory.h5"
+    assert cli.main(["phases", "--table", str(table), "--out", str(trajectory), "--n-bootstrap", "20",
+                     "--discontinuous", "accuracy"]) == 0
+    data = load_figure_data(trajectory)
+    assert data.labelled and data.n_boundaries == 2
+    figure = plot_alignment(data)
+    lines = _by_gid(figure.axes[0].get_lines())
+    assert {"fitted", "boundary-0", "boundary-1", "boundary-ci-0", "boundary-ci-1"} <= set(lines)
+    assert data.summary and data.summary[:40] in _texts(figure).replace("\n", " ")
+    make_figures(trajectory, tmp_path / "out", ["png"])
+    _assert_written(tmp_path / "out", ["png"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from brainphase.figures.data import FigureData, read_voxel_maps
+from brainphase.figures.data import FigureData
 from brainphase.figures.style import new_figure, phase_name, title, token_label
 
 NO_MAPS_TEXT = "no voxel maps in these scores"
@@ -64,7 +64,7 @@ def plot_brain_maps(data: FigureData) -> Figure:
     from nilearn import plotting
 
     chosen = map_checkpoints(data)
-    maps, mask, affine = read_voxel_maps(data.path, [index for index, _ in chosen])
+    maps, mask, affine = data.voxel_r[[index for index, _ in chosen]].astype(float), data.mask, data.affine
     finite = np.abs(maps[np.isfinite(maps)])
     vmax = float(np.percentile(finite, 99)) if finite.size and np.percentile(finite, 99) > 0 else 1.0
     row_height = 2.3

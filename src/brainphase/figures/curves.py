@@ -21,6 +21,15 @@ ALTERNATIVE_COLORS = {
     "alignment_beyond_baselines": "tab:purple",
     "alignment_group": "tab:brown",
 }
+#: y-axis text for the ``measure`` attribute of ``/brain/alignment``
+MEASURE_TEXT = {
+    "heldout_layer": "held-out r of the layer chosen on other data",
+    "layer_mean": "held-out r, mean over layers",
+    "heldout_layer_normalized": "held-out r / noise ceiling, layer chosen on other data",
+    "beyond_baselines": "held-out r beyond the baseline features",
+    "group": "held-out r on the group-average subject",
+    "table": "as given in the input table",
+}
 KIND_COLORS = {"discontinuous": "tab:purple", "continuous": "tab:brown"}
 TOKEN_CMAP = "viridis"
 
@@ -112,7 +121,7 @@ def plot_alignment(data: FigureData) -> Figure:
     token_axis(ax, data)
     handles = shade_phases(ax, data)
     _phase_names_at_bottom(ax, data)
-    ax.set_ylabel(textwrap.fill(data.measure, 40), fontsize=9)
+    ax.set_ylabel("brain alignment\n" + textwrap.fill(MEASURE_TEXT.get(data.measure, data.measure), 45), fontsize=9)
     ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=8, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     add_caption(figure, figure.add_subplot(grid[1]), caption)

@@ -1,8 +1,9 @@
 """What the figures read from ``trajectory.h5`` (layout: ``docs/hdf5_layout.md``).
 
-:func:`load_figure_data` reads the datasets every figure needs into a :class:`FigureData`;
-the per-voxel maps (``/brain/voxel_r``, possibly large) are read on demand by
-:func:`read_voxel_maps`, only at the checkpoints a brain-map figure shows.
+:func:`load_figure_data` reads the file with the phases stage's own reader
+(:func:`brainphase.phases.read.load_trajectory`) and keeps what the figures draw in a
+:class:`FigureData`, with checkpoint positions on the token axis and the phase tables as
+plain arrays.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from brainphase.errors import InputError
-from brainphase.io import attr_text, open_h5, read_strings
 
 #: optional alternative alignment curves (S, T) under ``/brain``, drawn thin beside the main one
 ALTERNATIVE_CURVES = {
@@ -23,7 +22,6 @@ ALTERNATIVE_CURVES = {
     "alignment_beyond_baselines": "beyond baselines",
     "alignment_group": "group-average subject",
 }
-BOUNDARY_COLUMNS = ("tokens", "log10_tokens", "step", "tokens_ci_low", "tokens_ci_high")
 
 
 @dataclass
@@ -61,11 +59,16 @@ class FigureData:
     fitted : ndarray, shape (n_steps,)
         Piecewise-linear fit at each checkpoint (NaN where absent).
     segments : dict of str -> ndarray, shape (n_segments,)
-        ``/phases/segments`` columns (``task`` subgroup left out).
+        ``/phases/segments`` columns (task changes as ``task/{metric}/change`` etc.).
     boundaries : dict of str -> ndarray, shape (n_segments - 1,)
-        ``/phases/boundaries`` columns (:data:`BOUNDARY_COLUMNS`).
+        ``/phases/boundaries`` columns (``tokens``, ``log10_tokens``, ``step``, ``tokens_ci_low``, ``tokens_ci_high``).
     has_voxel_maps : bool
         ``/brain/voxel_r`` and ``/mask/mask`` are both present.
+    voxel_r : ndarray, shape (n_steps, n_voxels), or None
+        Seed- and subject-mean r per voxel of the held-out-chosen layer.
+    mask : ndarray of bool, shape (X, Y, Z), or None
+        Voxel ``v`` is the ``v``-th true entry of ``mask`` in C order.
+    affine : ndarray, shape (4, 4), or None
     """
 
     path: Path
@@ -90,6 +93,9 @@ class FigureData:
     segments: dict[str, np.ndarray] = field(default_factory=dict)
     boundaries: dict[str, np.ndarray] = field(default_factory=dict)
     has_voxel_maps: bool = False
+    voxel_r: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    affine: np.ndarray | None = None
 
     @property
     def labelled(self) -> bool:
@@ -141,95 +147,55 @@ def token_positions(tokens: np.ndarray) -> np.ndarray:
         return np.where(tokens > 0, np.log10(np.where(tokens > 0, tokens, 1.0)), zero)
 
 
-def _table(group: h5py.Group | None, columns=None) -> dict[str, np.ndarray]:
-    if group is None:
-        return {}
-    names = columns or [k for k, v in group.items() if isinstance(v, h5py.Dataset)]
-    table = {}
-    for name in names:
-        if name in group:
-            dataset = group[name]
-            table[name] = np.array(read_strings(dataset)) if dataset.dtype.kind in "OS" else dataset[()]
-    return table
-
-
-def _require(handle: h5py.File, key: str, path: Path) -> np.ndarray:
-    if key not in handle:
-        raise InputError(f"{path}: no /{key}; pass the trajectory.h5 written by `brainphase phases`")
-    return handle[key][()]
-
-
 def load_figure_data(path: str | Path) -> FigureData:
-    """Read ``trajectory.h5`` for the figures.
+    """Read ``trajectory.h5`` for the figures (through :func:`brainphase.phases.read.load_trajectory`).
 
     Raises
     ------
     InputError
-        When the file is missing, was not written by ``brainphase phases``, or lacks a
-        required dataset (named in the message).
+        When the file is missing or was not written by ``brainphase phases``, or when
+        ``/brain/voxel_r`` does not match ``/mask/mask``.
     """
+    from brainphase.phases.read import load_trajectory
+
     path = Path(path)
-    with open_h5(path, stage="phases") as handle:
-        tokens = _require(handle, "tokens", path)
-        n_steps = len(tokens)
-        phases = handle.get("phases")
-        x = token_positions(tokens)
-        if phases is not None and "x" in phases:
-            stored = phases["x"][()]
-            x = np.where(np.isfinite(stored), stored, x)  # a 1-checkpoint file may have no finite x
-        metrics_group = handle.get("metrics", {})
-        return FigureData(
-            path=path,
-            model_id=attr_text(handle, "model_id"),
-            simulated=bool(handle.attrs.get("simulated", False)),
-            seeds=_require(handle, "seeds", path),
-            steps=_require(handle, "steps", path),
-            tokens=tokens,
-            layers=handle["layers"][()] if "layers" in handle else np.arange(0),
-            alignment=_require(handle, "brain/alignment", path).astype(float),
-            measure=attr_text(handle["brain/alignment"], "measure", "brain alignment"),
-            alternatives={name: handle[f"brain/{name}"][()].astype(float)
-                          for name in ALTERNATIVE_CURVES if f"brain/{name}" in handle},
-            alignment_layer=handle["brain/alignment_layer"][()].astype(float) if "brain/alignment_layer" in handle else None,
-            metrics={name: ds[()].astype(float) for name, ds in metrics_group.items()},
-            metric_kinds={name: attr_text(ds, "kind", "continuous") for name, ds in metrics_group.items()},
-            x=x,
-            status=attr_text(phases, "status", "skipped: no /phases group") if phases is not None else "skipped: no /phases group",
-            summary=attr_text(phases, "summary") if phases is not None else "",
-            labels=phases["labels"][()].astype(int) if phases is not None and "labels" in phases else np.full(n_steps, -1),
-            label_names=read_strings(phases["label_names"]) if phases is not None and "label_names" in phases else [],
-            fitted=phases["fitted"][()].astype(float) if phases is not None and "fitted" in phases else np.full(n_steps, np.nan),
-            segments=_table(phases.get("segments") if phases is not None else None),
-            boundaries=_table(phases.get("boundaries") if phases is not None else None, BOUNDARY_COLUMNS),
-            has_voxel_maps="brain/voxel_r" in handle and "mask/mask" in handle,
-        )
-
-
-def read_voxel_maps(path: str | Path, step_indices: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read the voxel maps of some checkpoints and the mask they live in.
-
-    Parameters
-    ----------
-    path : path
-        ``trajectory.h5`` with ``/brain/voxel_r`` (n_steps, n_voxels) and ``/mask/mask``,
-        ``/mask/affine``.
-    step_indices : list of int
-        Checkpoint indices (positions along ``/steps``).
-
-    Returns
-    -------
-    maps : ndarray of float, shape (len(step_indices), n_voxels)
-    mask : ndarray of bool, shape (X, Y, Z)
-        Voxel ``v`` is the ``v``-th true entry of ``mask`` in C order.
-    affine : ndarray, shape (4, 4)
-    """
-    path = Path(path)
-    with open_h5(path, stage="phases") as handle:
-        mask = _require(handle, "mask/mask", path).astype(bool)
-        affine = _require(handle, "mask/affine", path)
-        voxel_r = handle["brain/voxel_r"]
-        if voxel_r.shape[1] != int(mask.sum()):
-            raise InputError(f"{path}: /brain/voxel_r has {voxel_r.shape[1]} voxels but /mask/mask selects "
-                             f"{int(mask.sum())}; the mask must be the one the scores were computed in")
-        rows = np.stack([voxel_r[int(i)] for i in step_indices])
-    return rows.astype(float), mask, affine
+    try:
+        traj = load_trajectory(path)
+    except KeyError as exc:
+        raise InputError(f"{path}: missing {exc}; pass the trajectory.h5 written by `brainphase phases`") from exc
+    x = token_positions(traj.tokens)
+    stored = np.asarray(traj.x, dtype=float)
+    if stored.shape == x.shape:
+        x = np.where(np.isfinite(stored), stored, x)  # a file without a positive checkpoint has no finite x
+    has_maps = traj.voxel_r is not None and traj.mask is not None and traj.affine is not None
+    if has_maps and traj.voxel_r.shape[1] != int(np.count_nonzero(traj.mask)):
+        raise InputError(f"{path}: /brain/voxel_r has {traj.voxel_r.shape[1]} voxels but /mask/mask selects "
+                         f"{int(np.count_nonzero(traj.mask))}; the mask must be the one the scores were computed in")
+    return FigureData(
+        path=path,
+        model_id=traj.model_id,
+        simulated=traj.simulated,
+        seeds=traj.seeds,
+        steps=traj.steps,
+        tokens=traj.tokens,
+        layers=traj.layers,
+        alignment=traj.alignment.astype(float),
+        measure=traj.measure or "brain alignment",
+        alternatives={f"alignment_{name}": values.astype(float) for name, values in traj.curves.items()
+                      if f"alignment_{name}" in ALTERNATIVE_CURVES},
+        alignment_layer=None if traj.alignment_layer is None else traj.alignment_layer.astype(float),
+        metrics={name: values.astype(float) for name, values in traj.metrics.items()},
+        metric_kinds=dict(traj.metric_kinds),
+        x=x,
+        status=str(traj.phase_attrs.get("status", "skipped: no status attribute on /phases")),
+        summary=str(traj.phase_attrs.get("summary", "")),
+        labels=np.asarray(traj.labels, dtype=int),
+        label_names=list(traj.label_names),
+        fitted=np.asarray(traj.fitted, dtype=float),
+        segments={column: traj.segments[column].to_numpy() for column in traj.segments.columns},
+        boundaries={column: traj.boundaries[column].to_numpy() for column in traj.boundaries.columns},
+        has_voxel_maps=has_maps,
+        voxel_r=traj.voxel_r if has_maps else None,
+        mask=np.asarray(traj.mask).astype(bool) if has_maps else None,
+        affine=traj.affine if has_maps else None,
+    )

@@ -34,6 +34,18 @@ def plot_layers(data: FigureData) -> Figure:
     checkpoint by its phase; boundaries are white dashed lines (with their CI bars) at
     their position between columns. NaN cells are grey.
     """
+    if data.alignment_layer is None or len(data.layers) == 0:
+        caption = caption_text(data)
+        figure = new_figure(8.0, 2.2 + 0.16 * caption_lines(caption, 100))
+        grid = figure.add_gridspec(2, 1, height_ratios=[1.6, 0.2 + 0.16 * caption_lines(caption, 100)])
+        ax = figure.add_subplot(grid[0])
+        ax.text(0.5, 0.5, "no per-layer alignment (/brain/alignment_layer) in this trajectory\n"
+                "(alignment given as a table, or scores without layers)", ha="center", va="center",
+                transform=ax.transAxes, gid="no-layers")
+        ax.set_axis_off()
+        add_caption(figure, figure.add_subplot(grid[1]), caption, 100)
+        title(figure, data, "alignment per layer")
+        return figure
     caption = caption_text(data, "Grey cells: no score at that checkpoint.")
     n_steps = len(data.steps)
     n_layers = len(data.layers)
@@ -43,14 +55,6 @@ def plot_layers(data: FigureData) -> Figure:
                                width_ratios=[1.0, 0.03])
     strip = figure.add_subplot(grid[0, 0])
     ax = figure.add_subplot(grid[1, 0], sharex=strip)
-    if data.alignment_layer is None or n_layers == 0:
-        ax.text(0.5, 0.5, "no per-layer alignment (/brain/alignment_layer) in this trajectory", ha="center",
-                va="center", transform=ax.transAxes, gid="no-layers")
-        strip.set_axis_off()
-        ax.set_axis_off()
-        add_caption(figure, figure.add_subplot(grid[2, :]), caption, 100)
-        title(figure, data, "alignment per layer")
-        return figure
     per_layer = layer_means(data)
     cmap = colormaps["viridis"].with_extremes(bad="0.82")
     image = ax.imshow(np.ma.masked_invalid(per_layer), origin="lower", aspect="auto", cmap=cmap,

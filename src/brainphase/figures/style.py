@@ -33,6 +33,11 @@ NAMED_PHASE_COLORS = {
     "plateau": "#7f7f7f",
     "second detachment": "#ff7f0e",
     "second realignment": "#9467bd",
+    "third detachment": "#8c564b",
+    "third realignment": "#17becf",
+    "initial plateau": "#c7c7c7",
+    "initial decline": "#e377c2",
+    "later change": "#bcbd22",
 }
 EXTRA_COLORS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
 SIMULATED_TEXT = "SIMULATED fMRI"
@@ -81,6 +86,8 @@ def token_axis(ax: Axes, data: FigureData, label: bool = True) -> None:
     pad = 0.03 * (hi - lo) if hi > lo else 0.5
     ax.set_xlim(lo - pad, hi + pad)
     ticks = list(tick_positions(float(x[positive].min()), hi)) if positive.any() else []
+    if len(ticks) < 2:  # less than a factor ~2.5 between checkpoints: label the checkpoints themselves
+        ticks = list(np.unique(x[positive]))
     labels = [token_label(10 ** t) for t in ticks]
     if (~positive).any():
         zero = float(x[~positive][0])
@@ -196,6 +203,8 @@ def caption_text(data: FigureData, extra: str = "") -> str:
     """The text under a figure: the phase summary (or why phases were not labelled) + ``extra``."""
     if data.labelled:
         text = f"Phases: {data.summary}" if data.summary else "Phases labelled (no summary stored)."
+    elif data.status.startswith("skipped"):
+        text = f"Phases not labelled: {data.status.partition(':')[2].strip() or data.status}."
     elif len(data.steps) < 4:
         text = f"Phases not labelled: only {len(data.steps)} checkpoint(s), at least 4 are needed."
     else:

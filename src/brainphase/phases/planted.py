@@ -16,12 +16,22 @@ Noise level of a case (the issue's definition)
 A case is *correct* when the estimated number of segments equals the true one and every
 estimated boundary falls within one checkpoint of the true one; boundaries are compared as
 the index of the nearest checkpoint on ``x`` among checkpoints with data (seed-mean not NaN).
+
+Resolvable cases
+    The ratio alone does not say whether a boundary can be found: a change of 4 SE per decade
+    is plain over a decade of a log schedule but cannot be placed to +-1 of the 100+
+    checkpoints of a linear one. :func:`identifiability` gives, in closed form from the truth,
+    each slope change in units of its standard error and each knot's asymptotic standard
+    error; ``planted_case(min_change_z=..., max_knot_se=...)`` redraws until both conditions
+    hold (the tests use 6 and half a checkpoint spacing).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from brainphase.phases.segment import log_token_axis
 
 #: tokens per optimiser step of the Pythia models (1024 sequences x 2048 tokens)
 PYTHIA_TOKENS_PER_STEP = 2_097_152
@@ -40,20 +50,12 @@ PATTERNS = {
 NOISE_LEVELS = {"high": (2.0, 4.0), "moderate": (4.0, 8.0), "low": (8.0, 16.0)}
 
 
-
 class UnattainableCase(ValueError):
     """No draw met the detectability conditions of :func:`planted_case` within ``max_tries``."""
 
 
 _TREND = {"up": "rising", "down": "falling", "flat": "flat"}
 _SIGN = {"up": 1.0, "down": -1.0, "flat": 0.0}
-
-
-def _log_token_axis(tokens: np.ndarray) -> np.ndarray:
-    """``log10(tokens)`` as the method sees it (the lead's :func:`segment.log_token_axis`)."""
-    from brainphase.phases.segment import log_token_axis
-
-    return np.asarray(log_token_axis(tokens), dtype=float)
 
 
 def schedule_steps(rng: np.random.Generator, schedule: str) -> np.ndarray:
@@ -268,7 +270,7 @@ def planted_case(rng: np.random.Generator, schedule: str = "pythia", pattern: st
     for _ in range(max_tries):
         steps = schedule_steps(rng, schedule)
         tokens = steps.astype(float) * tokens_per_step
-        x = _log_token_axis(tokens)
+        x = log_token_axis(tokens)
         ratio = rng.uniform(*NOISE_LEVELS[noise]) if isinstance(noise, str) else float(noise)
         knots = _draw_knots(rng, x, n_segments, min_checkpoints, min_decades)
         slopes = _slopes(rng, parts, ratio, seed_mean_se)

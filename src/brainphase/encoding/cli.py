@@ -331,6 +331,7 @@ def _encode_sentences(act: h5py.File, resp: h5py.File, layers: list[int], subjec
             f"{args.responses}: --permutations is not available for sentence-level responses (their r is a mean "
             "over folds, which the run-block permutation test does not compute); drop --permutations"
         )
+    vpart.note_sentence_level(args)
     word_runs, act_texts = sents.activation_sentences(act, args.activations)
     if "sentences/text" not in resp:
         raise InputError(f"{args.responses}: /sentences/text is missing (sentence-level responses file)")

@@ -66,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="band-weight ratios gamma_baselines / gamma_layer tried by banded ridge")
 
 
+def note_sentence_level(args: argparse.Namespace) -> None:
+    """Say that sentence-level responses get no baselines (called by the sentence path of encode)."""
+    if list(args.baselines) != [NO_BASELINES] or args.extra_regressors is not None:
+        logger.info("sentence-level responses: no baselines and no variance partitioning (--baselines, "
+                    "--extra-regressors and --partition-layers apply to time series only)")
+
+
 def _as_list(value) -> list[str]:
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 

@@ -353,3 +353,51 @@ def test_sentences_from_time_series_responses_are_refused(tmp_path):
         h5.create_dataset("subjects/sub-01/runs/1/bold", data=np.zeros((3, 2), np.float32))
     with pytest.raises(InputError, match="responses.h5: no /sentences/text"):
         read_sentences(resp)
+
+
+def test_shuffled_cv_scores_match_an_independent_sklearn_pipeline(tmp_path):
+    """brainphase encode (default shuffled folds, --cv-seed 3) against scikit-learn written
+    from scratch: mean-pooled word vectors (pandas), KFold(5, shuffle=True, random_state=3),
+    and per outer fold GridSearchCV(StandardScaler + Ridge, inner leave-one-fold-out). Both r
+    conventions and the stored held-out predictions agree per target."""
+    from scipy.stats import pearsonr
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, KFold, LeaveOneGroupOut
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    act, resp = write_planted(tmp_path, seed=1)
+    out = tmp_path / "scores.h5"
+    assert cli.main(encode_args(act, resp, out, "--layers", "1", "--cv-seed", "3", "--save-predictions",
+                                "--dtype", "float64")) == 0
+    with h5py.File(act, "r") as h5:
+        words = pd.DataFrame(h5["layer_1"][()]).assign(run=read_strings(h5["words/run"]))
+    X = words.groupby("run", sort=False).mean().to_numpy()
+    targets = [0, 1, 2, 3, 7, 8, 9]  # sub-01: 4 signal and 3 noise targets (the reference is slow)
+    with h5py.File(resp, "r") as h5:
+        Y = h5["subjects/sub-01/sentences/responses"][()][:, targets].astype(np.float64)
+    folds = np.empty(N_SENTENCES, dtype=int)
+    for k, (_, test) in enumerate(KFold(5, shuffle=True, random_state=3).split(X)):
+        folds[test] = k
+    predictions = np.empty_like(Y)
+    for k in range(5):
+        test = folds == k
+        for j in range(Y.shape[1]):
+            search = GridSearchCV(make_pipeline(StandardScaler(), Ridge()), {"ridge__alpha": [0.1, 1, 10, 100, 1000]},
+                                  cv=LeaveOneGroupOut(), scoring="r2")
+            search.fit(X[~test], Y[~test, j], groups=folds[~test])
+            predictions[test, j] = search.predict(X[test])
+    r_fold = np.array([np.mean([pearsonr(Y[folds == k, j], predictions[folds == k, j])[0] for k in range(5)])
+                       for j in range(Y.shape[1])])
+    r_all = np.array([pearsonr(Y[:, j], predictions[:, j])[0] for j in range(Y.shape[1])])
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_array_equal(h5["sentence_folds"][()], folds)
+        assert read_strings(h5["subjects"])[0] == "sub-01"
+        np.testing.assert_allclose(h5["r"][0, 0, targets], r_fold, atol=1e-5)
+        np.testing.assert_allclose(h5["r_fold_mean"][0, 0, targets], r_fold, atol=1e-5)
+        np.testing.assert_allclose(h5["r_concatenated"][0, 0, targets], r_all, atol=1e-5)
+        stored = h5["held_out/predictions"][0, 0][:, targets]  # (n_sentences, n_targets) of sub-01
+        np.testing.assert_allclose(stored, predictions, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(h5["held_out/fold"][()], folds)
+        np.testing.assert_allclose(h5["held_out/responses"][0][:, targets], Y, rtol=1e-6)
+    assert (r_fold[:4] > 0.5).all() and np.abs(r_fold[4:]).max() < 0.3  # not a comparison of two failures

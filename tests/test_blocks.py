@@ -103,11 +103,13 @@ SUBJECTS = ["sub-01", "sub-02", "sub-03"]
 NOISE_SD = 0.8
 
 
-def write_one_story(tmp_path, ceiling_method="loso", group_average=True):
+def write_one_story(tmp_path, ceiling_method="loso", group_average=True, n_repeats=0):
     """One run; layer 1 drives voxels 0..7 (same signal in every subject, independent noise of SD 0.8).
 
     Returns the paths and the planted per-subject ceiling of each voxel on the trimmed rows
-    (``sqrt(var(signal) / (var(signal) + var(noise)))``, shape (n_subjects, n_voxels)).
+    (``sqrt(var(signal) / (var(signal) + var(noise)))``, shape (n_subjects, n_voxels)). With
+    ``n_repeats``, each subject heard the story that many times: ``/runs/story/repeats`` holds
+    the repeats, ``bold`` their mean, and the planted ceiling is that of the mean.
     """
     rng = np.random.default_rng(1)
     n_words = int(N_TRS * TR * 2.2)
@@ -126,11 +128,16 @@ def write_one_story(tmp_path, ceiling_method="loso", group_average=True):
     weights[:, N_SIGNAL:] = 0
     signal = F.delay_features(lanczos, (1, 2, 3, 4)) @ weights
     signal[:, :N_SIGNAL] /= signal[5:-5, :N_SIGNAL].std(0)
-    bolds, planted = {}, []
+    bolds, planted, repeats = {}, [], {}
     for sub in SUBJECTS:
-        noise = NOISE_SD * rng.standard_normal((N_TRS, N_VOXELS))
-        bolds[sub] = signal + noise + 50.0
         kept = slice(5, N_TRS - 5)
+        if n_repeats:
+            repeats[sub] = signal + NOISE_SD * rng.standard_normal((n_repeats, N_TRS, N_VOXELS)) + 50.0
+            bolds[sub] = repeats[sub].mean(0)
+            noise = bolds[sub] - signal - 50.0
+        else:
+            noise = NOISE_SD * rng.standard_normal((N_TRS, N_VOXELS))
+            bolds[sub] = signal + noise + 50.0
         planted.append(np.sqrt(signal[kept].var(0) / (signal[kept].var(0) + noise[kept].var(0))))
     if group_average:
         bolds["average"] = np.mean([bolds[s] for s in SUBJECTS], axis=0)
@@ -143,6 +150,8 @@ def write_one_story(tmp_path, ceiling_method="loso", group_average=True):
             g = h5.create_group(f"subjects/{sub}/runs/story")
             g.create_dataset("bold", data=bold.astype(np.float32))
             g.attrs["first_volume_time"] = FVT
+            if sub in repeats:
+                g.create_dataset("repeats", data=repeats[sub].astype(np.float32))
             # a full-run ceiling that encode must not use with ceiling_method loso
             h5.create_dataset(f"subjects/{sub}/noise_ceiling", data=np.full(N_VOXELS, 0.99, np.float32))
     return act, resp, np.array(planted)
@@ -242,3 +251,27 @@ def test_null_ceiling_level_matches_simulated_noise():
     for n_subjects, n_rows in ((3, 250), (10, 400)):
         ceilings = ceiling_loso(rng.standard_normal((n_subjects, n_rows, 3000)))
         assert abs(np.quantile(ceilings, 0.977) - null_ceiling_level(n_rows, n_subjects)) < 0.04
+
+
+def test_repeat_ceiling_is_recomputed_from_stored_repeats(tmp_path):
+    """ceiling_method repeats: with /runs/{run}/repeats the signal-power ceiling of the mean is
+    recomputed on the trimmed, z-scored repeats (close to the planted one); without them the
+    stored full-run ceiling is used and the file says so."""
+    from brainphase.fmri.ceiling import ceiling_from_repeats
+
+    act, resp, planted = write_one_story(tmp_path, ceiling_method="repeats", group_average=False, n_repeats=2)
+    out = tmp_path / "scores.h5"
+    assert encode(act, resp, out, "--layers", "1") == 0
+    with h5py.File(resp, "r") as h5:
+        prepared = np.stack([F.prepare_responses(rep, 5, 5) for rep in h5["subjects/sub-02/runs/story/repeats"][()]])
+    with h5py.File(out, "r") as h5:
+        assert (h5.attrs["ceiling_method"], h5.attrs["ceiling_rows"]) == ("repeats", "scored")
+        ceiling = h5["noise_ceiling"][()]
+    np.testing.assert_allclose(ceiling[1], ceiling_from_repeats(prepared), rtol=1e-5)
+    np.testing.assert_allclose(ceiling[:, :N_SIGNAL], planted[:, :N_SIGNAL], atol=0.06)
+    with h5py.File(resp, "a") as h5:
+        del h5["subjects/sub-01/runs/story/repeats"]
+    assert encode(act, resp, out, "--layers", "1") == 0
+    with h5py.File(out, "r") as h5:
+        assert (h5.attrs["ceiling_method"], h5.attrs["ceiling_rows"]) == ("repeats", "load-fmri full runs")
+        np.testing.assert_allclose(h5["noise_ceiling"][()], 0.99, rtol=1e-6)

@@ -210,6 +210,27 @@ def _scored_rows(resp: h5py.File, runs: list[str], args) -> "callable":
     return rows
 
 
+def _scored_repeats(resp: h5py.File, runs: list[str], args) -> "callable":
+    """``repeats(subject, start, stop)``: the single repeats ``/subjects/{sub}/runs/{run}/repeats``
+    (n_repeats, n_trs, n_voxels) of targets ``start:stop``, each trimmed and z-scored like the
+    scored rows, runs concatenated: shape (n_repeats, n_kept_trs, stop - start); None when
+    some run of the subject has no ``repeats``."""
+    def repeats(subject: str, start: int, stop: int) -> np.ndarray | None:
+        keys = [f"subjects/{subject}/runs/{run}/repeats" for run in runs]
+        if not all(key in resp for key in keys):
+            return None
+        counts = {resp[key].shape[0] for key in keys}
+        if len(counts) != 1:
+            raise InputError(f"{args.responses}: {subject} has {sorted(counts)} repeats in different runs; the repeat "
+                             "ceiling needs the same number of repeats in every run")
+        return np.concatenate([
+            np.stack([feats.prepare_responses(repeat, args.trim_start, args.trim_end, name=key)
+                      for repeat in resp[key][:, :, start:stop]])
+            for key in keys
+        ], axis=1)
+    return repeats
+
+
 def _design(layer_features: np.ndarray, words: dict, signature: tuple, args, zscore: bool) -> np.ndarray:
     """Design matrix of all runs, shape (n_kept_trs, d_model * n_delays)."""
     blocks = []
@@ -300,7 +321,7 @@ def _encode_timeseries(act: h5py.File, resp: h5py.File, layers: list[int], subje
     attrs = {"tr": tr, "stimulus_kind": "words", "cv": cv, "r_convention": primary,
              "cv_blocks": args.cv_blocks if cv == "blocks" else 0, "gap_trs": args.gap_trs if cv == "blocks" else 0}
     write_scores(args, act, resp, scores, runs, attrs, partition.datasets() if partition is not None else None,
-                 responses_of=scored_rows)
+                 responses_of=scored_rows, repeats_of=_scored_repeats(resp, runs, args))
 
 
 # ---------------------------------------------------------------------------- sentences

@@ -12,9 +12,13 @@ recomputes it (:func:`scored_ceilings`):
   ``responses.h5`` (whatever ``--subjects`` selects: the ceiling of one subject does not
   depend on which others are encoded), on their scored rows; the pseudo-subject ``average``
   gets :func:`brainphase.fmri.ceiling.ceiling_of_average` of those.
-* ``ceiling_method = repeats``: ``responses.h5`` keeps only the mean over repeats, so the
-  repeat ceiling cannot be recomputed; the stored full-run ceiling is used and the scores
-  file says so (``ceiling_rows = "load-fmri full runs"``), with a warning.
+* ``ceiling_method = repeats``: when every run of every real subject has its single cleaned
+  repeats as ``/subjects/{sub}/runs/{run}/repeats`` (n_repeats, n_trs, n_voxels), the
+  signal-power ceiling (:func:`brainphase.fmri.ceiling.ceiling_from_repeats`) is recomputed
+  on them, each repeat trimmed and z-scored like the scored rows; ``average`` again gets
+  ``ceiling_of_average``. Without them (``responses.h5`` keeps only the mean over repeats)
+  the stored full-run ceiling is used and the scores file says so
+  (``ceiling_rows = "load-fmri full runs"``), with a warning.
 * ``ceiling_method = none``: no ceiling. Attribute absent (older files): the stored
   ceilings, as for ``repeats``.
 
@@ -30,7 +34,7 @@ import h5py
 import numpy as np
 
 from brainphase.errors import InputError
-from brainphase.fmri.ceiling import ceiling_loso, ceiling_of_average, reliability_from_isc
+from brainphase.fmri.ceiling import ceiling_from_repeats, ceiling_loso, ceiling_of_average, reliability_from_isc
 from brainphase.io import attr_text
 
 logger = logging.getLogger(__name__)
@@ -62,6 +66,7 @@ def scored_ceilings(
     n_targets: int,
     responses_of: Callable[[str, int, int], np.ndarray],
     floor: float,
+    repeats_of: Callable[[str, int, int], np.ndarray | None] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Per-subject noise ceilings on the scored rows, and the attributes that describe them.
 
@@ -78,6 +83,8 @@ def scored_ceilings(
         targets ``start:stop`` of one subject.
     floor : float
         ``encode.ceiling_floor``; only used to warn when it is below the noise level.
+    repeats_of : callable (subject, start, stop) -> ndarray of shape (n_repeats, n_rows, stop - start) or None
+        The single repeats prepared like the scored rows; None when the file does not keep them.
 
     Returns
     -------
@@ -89,6 +96,9 @@ def scored_ceilings(
     method = attr_text(resp, "ceiling_method")
     if method == "none":
         return {}, {"ceiling_method": "none", "ceiling_rows": "none"}
+    subjects = real_subjects(resp)
+    if method == "repeats" and repeats_of is not None and all(repeats_of(s, 0, 1) is not None for s in subjects):
+        return _repeat_ceilings(resp, subjects, n_targets, repeats_of)
     if method != "loso":
         stored = {s: resp[f"subjects/{s}/noise_ceiling"][()].astype(np.float64)
                   for s in resp["subjects"] if "noise_ceiling" in resp[f"subjects/{s}"]}
@@ -98,7 +108,6 @@ def scored_ceilings(
                 "r_normalized uses load-fmri's ceiling of the full runs", path, method or "absent",
             )
         return stored, {"ceiling_method": method or "stored", "ceiling_rows": "load-fmri full runs" if stored else "none"}
-    subjects = real_subjects(resp)
     if len(subjects) < 2:
         raise InputError(f"{path}: ceiling_method 'loso' needs at least 2 subjects, found {subjects}")
     first = responses_of(subjects[0], 0, 1)
@@ -125,3 +134,21 @@ def scored_ceilings(
         )
     logger.info("noise ceiling (loso) on the %d scored rows: median over voxels %.3f", n_rows, float(np.nanmedian(ceilings)))
     return result, {"ceiling_method": "loso", "ceiling_rows": "scored"}
+
+
+def _repeat_ceilings(resp: h5py.File, subjects: list[str], n_targets: int,
+                     repeats_of: Callable[[str, int, int], np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """Signal-power ceiling of every real subject from its prepared single repeats, in voxel blocks."""
+    first = repeats_of(subjects[0], 0, 1)
+    block = max(1, min(n_targets, CEILING_BUDGET_FLOATS // (first.shape[0] * first.shape[1])))
+    ceilings = np.empty((len(subjects), n_targets))
+    for s, subject in enumerate(subjects):
+        for start in range(0, n_targets, block):
+            stop = min(start + block, n_targets)
+            ceilings[s, start:stop] = ceiling_from_repeats(repeats_of(subject, start, stop))
+    result = {s: ceilings[i] for i, s in enumerate(subjects)}
+    if GROUP_SUBJECT in resp["subjects"]:
+        result[GROUP_SUBJECT] = ceiling_of_average(ceilings)
+    logger.info("noise ceiling (repeats) on the %d scored rows: median over voxels %.3f", first.shape[1],
+                float(np.nanmedian(ceilings)))
+    return result, {"ceiling_method": "repeats", "ceiling_rows": "scored"}

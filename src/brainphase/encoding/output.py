@@ -184,7 +184,8 @@ def _per_subject(scores: LayerScores, ceilings: dict, roi_labels: np.ndarray, n_
 
 def write_scores(args: argparse.Namespace, act: h5py.File, resp: h5py.File, scores: LayerScores, runs: list[str],
                  attrs: dict, datasets: dict[str, np.ndarray] | None = None,
-                 responses_of: Callable[[str, int, int], np.ndarray] | None = None) -> None:
+                 responses_of: Callable[[str, int, int], np.ndarray] | None = None,
+                 repeats_of: Callable[[str, int, int], np.ndarray | None] | None = None) -> None:
     """Write the scores file (layout: ``docs/hdf5_layout.md``), shared by both encoding paths.
 
     Adds ROI means (when ``/rois`` is present), the noise ceiling on the scored rows and
@@ -205,11 +206,13 @@ def write_scores(args: argparse.Namespace, act: h5py.File, resp: h5py.File, scor
         Path-specific extra datasets (e.g. ``sentence_folds``).
     responses_of : callable (subject, start, stop) -> ndarray of shape (n_rows, stop - start), optional
         The scored rows of any subject of ``responses.h5``, for the noise ceiling.
+    repeats_of : callable (subject, start, stop) -> ndarray of shape (n_repeats, n_rows, stop - start) or None, optional
+        Single repeats prepared like the scored rows (repeat ceiling), None where not stored.
     """
     subjects, layers = scores.subjects, scores.layers
     roi_labels, roi_names = read_rois(resp, scores.n_targets, args.responses)
     floor = float(args.ceiling_floor)
-    ceilings, ceiling_attrs = scored_ceilings(resp, args.responses, scores.n_targets, responses_of, floor) \
+    ceilings, ceiling_attrs = scored_ceilings(resp, args.responses, scores.n_targets, responses_of, floor, repeats_of) \
         if responses_of is not None else ({}, {"ceiling_method": "none", "ceiling_rows": "none"})
     missing_ceiling = sorted(set(subjects) - set(ceilings))
     if ceilings and missing_ceiling:

@@ -1,4 +1,5 @@
-"""Encoding stage: word features -> TR design matrices -> run-grouped ridge -> held-out scores.
+"""Encoding stage: word features -> TR design matrices -> ridge with nested CV (over runs, or over
+gapped blocks inside runs) -> held-out scores, noise ceilings on the scored rows.
 
 ``brainphase encode`` (:mod:`brainphase.encoding.cli`) writes ``scores/.../step{step}.h5``.
 """
@@ -19,6 +20,7 @@ from brainphase.encoding.features import (
     word_times,
     zscore_columns,
 )
+from brainphase.encoding.blocks import block_layout, blocked_cv_predict, gapped_splits, resolve_cv
 from brainphase.encoding.ridge import DEFAULT_ALPHAS, RidgeCV, grouped_splits, nested_cv_predict
 from brainphase.encoding.scoring import (
     block_permutation_pvalues,
@@ -36,9 +38,12 @@ __all__ = [
     "DEFAULT_TRIM_END",
     "DEFAULT_TRIM_START",
     "RidgeCV",
+    "block_layout",
+    "blocked_cv_predict",
     "block_permutation_pvalues",
     "delay_features",
     "fdr_qvalues",
+    "gapped_splits",
     "grouped_splits",
     "lanczos_downsample",
     "lanczos_kernel",
@@ -48,6 +53,7 @@ __all__ = [
     "pearson_columns",
     "prepare_responses",
     "r2_columns",
+    "resolve_cv",
     "roi_means",
     "run_blocks",
     "run_design",

@@ -232,13 +232,14 @@ def test_encoder_windows_carry_its_special_tokens(bert, words_df, tmp_path, pool
     assert stored.shape == (N_LAYERS + 1, len(words_df), D_MODEL)
     expected = reference_vectors(bert, words_df, 12, pooling, frame=([cls_id], [sep_id]))
     np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-5)
-    # without [CLS]/[SEP] the vectors differ: the frame is really there
-    assert np.abs(stored - reference_vectors(bert, words_df, 12, pooling)).max() > 1e-3
     attrs = read_attrs(out)
     assert (attrs["architecture"], attrs["special_tokens"], attrs["step"]) == ("encoder", 2, -1)
-    # the context is clamped to the positions left after the special tokens
-    extract_activations(bert, words_df, tmp_path / "long.h5", context_tokens=1000, batch_size=8)
-    assert read_attrs(tmp_path / "long.h5")["context_tokens"] == MAX_POSITIONS - 2
+    if pooling == "last":
+        # without [CLS]/[SEP] the vectors differ: the frame is really there
+        assert np.abs(stored - reference_vectors(bert, words_df, 12, pooling)).max() > 1e-3
+        # the context is clamped to the positions left after the special tokens
+        extract_activations(bert, words_df, tmp_path / "long.h5", context_tokens=1000, batch_size=32)
+        assert read_attrs(tmp_path / "long.h5")["context_tokens"] == MAX_POSITIONS - 2
 
 
 @pytest.mark.parametrize("model", ["causal", "encoder"])
@@ -257,3 +258,20 @@ def test_a_word_vector_does_not_depend_on_its_batch(checkpoint, bert, words_df, 
     widths = [b.attention_mask.sum(dim=1) for b in iter_word_batches(runs, 20, "mean", 7)]
     assert any(len(set(w.tolist())) > 1 for w in widths)  # batches really mix window lengths
     np.testing.assert_allclose(layers[7], layers[1], rtol=1e-5, atol=1e-5)
+
+
+def test_cli_extract_of_a_plain_encoder_folder_labels_unknowns(tiny_bert_checkpoint, tmp_path, caplog):
+    """No metadata, no --seed/--step: step -1 and tokens -1 (unknown), seed 0, all integers."""
+    import logging
+
+    stimulus = write_stimulus(tmp_path / "words.tsv")
+    out = tmp_path / "step-1.h5"
+    with caplog.at_level(logging.INFO):
+        assert cli.main(["extract", "--model", str(tiny_bert_checkpoint), "--stimulus", str(stimulus),
+                         "--out", str(out), "--device", "cpu", "--context-tokens", "8"]) == 0
+    attrs = read_attrs(out)
+    assert (attrs["step"], attrs["tokens"], attrs["seed"], attrs["architecture"]) == (-1, -1, 0, "encoder")
+    assert "bidirectional within the window" in caplog.text and "labelled seed 0" in caplog.text
+    assert cli.main(["extract", "--model", str(tiny_bert_checkpoint), "--stimulus", str(stimulus), "--out",
+                     str(tmp_path / "s0.h5"), "--device", "cpu", "--context-tokens", "8", "--step", "0"]) == 0
+    assert (read_attrs(tmp_path / "s0.h5")["step"], read_attrs(tmp_path / "s0.h5")["tokens"]) == (0, 0)

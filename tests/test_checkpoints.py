@@ -155,7 +155,7 @@ def test_hub_revisions_from_offline_cache(tiny_checkpoint, tmp_path):
 def _labels(**overrides):
     import argparse
 
-    from brainphase.models.checkpoints import add_checkpoint_arguments
+    from brainphase.models.labels import add_checkpoint_arguments
 
     parser = argparse.ArgumentParser()
     add_checkpoint_arguments(parser)
@@ -171,7 +171,7 @@ def _info(step, tokens):
 
 
 def test_step_and_tokens_per_step_fill_what_a_plain_folder_lacks():
-    from brainphase.models.checkpoints import cli_model_attrs
+    from brainphase.models.labels import cli_model_attrs
 
     attrs = cli_model_attrs(_info(None, None), _labels(step=300, tokens_per_step=1000, seed=2))
     assert (attrs["step"], attrs["tokens"], attrs["seed"]) == (300, 300_000, 2)
@@ -180,7 +180,7 @@ def test_step_and_tokens_per_step_fill_what_a_plain_folder_lacks():
 
 
 def test_contradicting_step_or_unknown_tokens_are_clear_errors():
-    from brainphase.models.checkpoints import cli_model_attrs
+    from brainphase.models.labels import cli_model_attrs
 
     with pytest.raises(InputError, match="tokens seen at step 3 are unknown.*--tokens-per-step"):
         cli_model_attrs(_info(None, None), _labels(step=3))
@@ -192,7 +192,7 @@ def test_contradicting_step_or_unknown_tokens_are_clear_errors():
 
 
 def test_unknown_step_step_zero_and_missing_seed_have_fixed_labels():
-    from brainphase.models.checkpoints import DEFAULT_SEED, cli_model_attrs
+    from brainphase.models.labels import DEFAULT_SEED, cli_model_attrs
 
     attrs = cli_model_attrs(_info(None, None), _labels())
     assert (attrs["step"], attrs["tokens"], attrs["seed"]) == (-1, -1, DEFAULT_SEED)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from brainphase.config import check_config, cli_options, plan_models
+from brainphase.config import check_config, cli_options, plan_models, schema_default
 from brainphase.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,8 @@ def test_demo_config_validates_and_gets_defaults():
     config = check_config(demo_config(), ["config/config.yaml"])
     assert config["encode"]["trim_start"] == 5
     assert config["models"]["tiny-neox"]["train"]["lr"] == 0.003
-    assert config["fmri"]["load"]["confounds"] == ["motion", "wm_csf"]
+    assert config["fmri"]["load"]["confounds"] == schema_default("fmri.load.confounds")
+    assert config["extract"]["context_tokens"] == 64 != schema_default("extract.context_tokens")  # set by the demo
 
 
 @pytest.mark.parametrize("name", ["pythia.yaml", "olmo.yaml", "scaling.yaml"])

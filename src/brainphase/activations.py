@@ -279,7 +279,7 @@ def extract_activations(
     from tqdm import tqdm
 
     from brainphase.models.architecture import pad_token_id, special_token_frame
-    from brainphase.models.checkpoints import model_attrs
+    from brainphase.models.labels import model_attrs
 
     if stimulus_kind not in STIMULUS_KINDS:
         raise InputError(f"stimulus kind {stimulus_kind!r}: choose one of {', '.join(STIMULUS_KINDS)}")
@@ -353,7 +353,7 @@ def _write_words(handle, words: pd.DataFrame) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``brainphase extract``."""
     from brainphase.config import schema_default
-    from brainphase.models.checkpoints import add_checkpoint_arguments
+    from brainphase.models.labels import add_checkpoint_arguments
 
     add_checkpoint_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -373,7 +373,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     """Run ``brainphase extract``."""
-    from brainphase.models.checkpoints import cli_model_attrs, load_checkpoint
+    from brainphase.models.checkpoints import load_checkpoint
+    from brainphase.models.labels import cli_model_attrs
     from brainphase.stimuli import read_sentences, read_stimulus, sentence_words
 
     if args.sentences is not None:

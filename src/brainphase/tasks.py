@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -145,7 +144,7 @@ def evaluate(model, windows: list[np.ndarray], batch_size: int, pad_id: int = 0)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``brainphase tasks``."""
     from brainphase.config import schema_default
-    from brainphase.models.checkpoints import add_checkpoint_arguments
+    from brainphase.models.labels import add_checkpoint_arguments
 
     add_checkpoint_arguments(parser)
     parser.add_argument("--text", required=True, help="held-out text (UTF-8), e.g. corpus/valid.txt")
@@ -161,7 +160,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
     """Run ``brainphase tasks``."""
     from brainphase.models.architecture import pad_token_id
-    from brainphase.models.checkpoints import cli_model_attrs, load_checkpoint
+    from brainphase.models.checkpoints import load_checkpoint
+    from brainphase.models.labels import cli_model_attrs
 
     if args.max_tokens < 2 or args.seq_len < 2 or args.batch_size < 1:
         raise InputError(

@@ -57,6 +57,7 @@ import argparse
 import logging
 import re
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -198,7 +199,7 @@ def _subject_designs(resp: h5py.File, subjects: list[str], runs: list[str], path
     return designs
 
 
-def _scored_rows(resp: h5py.File, runs: list[str], args) -> "callable":
+def _scored_rows(resp: h5py.File, runs: list[str], args) -> Callable[[str, int, int], np.ndarray]:
     """``rows(subject, start, stop)``: the trimmed, per-run z-scored responses of targets
     ``start:stop`` of any subject, runs concatenated, shape (n_kept_trs, stop - start)."""
     def rows(subject: str, start: int, stop: int) -> np.ndarray:
@@ -210,7 +211,7 @@ def _scored_rows(resp: h5py.File, runs: list[str], args) -> "callable":
     return rows
 
 
-def _scored_repeats(resp: h5py.File, runs: list[str], args) -> "callable":
+def _scored_repeats(resp: h5py.File, runs: list[str], args) -> Callable[[str, int, int], np.ndarray | None]:
     """``repeats(subject, start, stop)``: the single repeats ``/subjects/{sub}/runs/{run}/repeats``
     (n_repeats, n_trs, n_voxels) of targets ``start:stop``, each trimmed and z-scored like the
     scored rows, runs concatenated: shape (n_repeats, n_kept_trs, stop - start); None when

@@ -12,7 +12,7 @@ from brainphase import cli
 from brainphase.figures import (FIGURE_NAMES, load_figure_data, make_figures, metric_order, phase_spans,
                                 plot_alignment, plot_alignment_vs_tasks, plot_brain_maps, plot_layers, plot_tasks)
 from brainphase.figures.brain import NO_MAPS_TEXT, map_checkpoints
-from brainphase.figures.curves import fitted_path, spearman_rho
+from brainphase.figures.curves import fitted_path, spearman_rho, task_layout
 from brainphase.figures.data import token_positions
 from brainphase.figures.layers import layer_means
 
@@ -196,9 +196,17 @@ def test_tasks_put_discontinuous_left_of_continuous(three_phase):
                            "continuous: loss"}
     left = panels["discontinuous: next_token_accuracy"].get_position().x0
     assert all(panels[t].get_position().x0 > left for t in panels if t.startswith("continuous"))
+    assert panels["discontinuous: next_token_accuracy"].get_position().height > 1.5 * panels["continuous: loss"].get_position().height
     ax = panels["continuous: loss"]
     np.testing.assert_allclose(_by_gid(ax.get_lines())["loss-mean"].get_ydata(), data.metrics["loss"].mean(axis=0))
     assert {"phase-0", "phase-1", "phase-2"} <= set(_by_gid(ax.patches))
+
+
+def test_task_layout_blocks():
+    assert task_layout([1, 1]) == (1, [1, 1])
+    assert task_layout([1, 3]) == (2, [1, 2])
+    assert task_layout([0, 3]) == (2, [1, 2])
+    assert task_layout([4, 6]) == (2, [2, 3])
 
 
 def test_alignment_vs_tasks_paths_are_seed_means(three_phase):

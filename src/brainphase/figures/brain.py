@@ -85,7 +85,9 @@ def plot_brain_maps(data: FigureData) -> Figure:
                     f"({token_label(tokens) if tokens > 0 else '0'} tokens)", ha="left", va="top", fontsize=10,
                     fontweight="bold", gid=f"map-title-{index}")
         display.frame_axes.set_gid(f"map-{index}")
-    title(figure, data, "alignment maps at phase boundaries")
+    boundaries = any(label.startswith("boundary") for _, label in chosen)
+    title(figure, data, "alignment maps at phase boundaries" if boundaries else
+          "alignment maps at the first and last checkpoints (no phase boundaries)")
     figure.text(0.5, 1.0 - 0.42 / figure.get_figheight(), "colour: held-out r per voxel, mean over seeds and subjects; "
                 "voxels with r = 0 exactly (outside the mask) not drawn", ha="center", va="top", fontsize=8)
     return figure

@@ -134,43 +134,73 @@ def metric_order(data: FigureData) -> list[str]:
     return sorted(data.metrics, key=lambda name: (data.metric_kinds[name] != "discontinuous", name))
 
 
+def task_layout(counts: list[int]) -> tuple[int, list[int]]:
+    """Grid for blocks of panels side by side: (rows, columns of each block).
+
+    Parameters
+    ----------
+    counts : list of int
+        Number of panels in each block (discontinuous metrics, continuous metrics).
+
+    Returns
+    -------
+    n_rows : int
+        1, or 2 as soon as a block has 2 or more panels.
+    block_columns : list of int
+        ``ceil(count / n_rows)`` per block (at least 1).
+    """
+    n_rows = 1 if max(counts + [1]) <= 1 else 2
+    return n_rows, [max(1, -(-count // n_rows)) for count in counts]
+
+
 def plot_tasks(data: FigureData) -> Figure:
-    """Task metrics vs training tokens: discontinuous metrics in the left column, continuous
-    ones in the right, each panel with seeds, band, mean and the alignment figure's phases.
+    """Task metrics vs training tokens: the block of discontinuous metrics on the left, the block
+    of continuous ones on the right (:func:`task_layout`), each panel with seeds, band, mean and
+    the alignment figure's phases. A block's single panel spans both rows.
 
     Panel titles are ``"{kind}: {metric}"``; line gids as in :func:`plot_alignment` with the
     metric name instead of ``alignment``.
     """
     names = metric_order(data)
     kinds = [kind for kind in ("discontinuous", "continuous") if any(data.metric_kinds[n] == kind for n in names)]
-    columns = {kind: [n for n in names if data.metric_kinds[n] == kind] for kind in kinds}
-    n_rows = max([len(v) for v in columns.values()] + [1])
-    n_cols = max(len(kinds), 1)
-    caption = caption_text(data, "Left: discontinuous metrics; right: continuous metrics." if n_cols == 2 else "")
+    blocks = {kind: [n for n in names if data.metric_kinds[n] == kind] for kind in kinds}
+    n_rows, block_columns = task_layout([len(blocks[kind]) for kind in kinds])
+    n_cols = max(sum(block_columns), 1)
+    caption = caption_text(data, "Left: discontinuous metrics; right: continuous metrics." if len(kinds) == 2 else "")
     n_lines = caption_lines(caption, 120)
-    figure = new_figure(5.0 * n_cols + 1.8, 3.0 * n_rows + 0.8 + 0.16 * n_lines)
-    grid = figure.add_gridspec(n_rows + 1, n_cols, height_ratios=[3.0] * n_rows + [0.2 + 0.16 * n_lines])
-    legend_handles = None
+    figure = new_figure(4.6 * n_cols + 1.9, 3.1 * n_rows + 0.8 + 0.16 * n_lines)
+    grid = figure.add_gridspec(n_rows + 1, n_cols, height_ratios=[3.1] * n_rows + [0.2 + 0.16 * n_lines])
     if not names:
         ax = figure.add_subplot(grid[0, 0])
         ax.text(0.5, 0.5, "no task metrics in this trajectory", ha="center", va="center", transform=ax.transAxes,
                 gid="no-metrics")
         ax.set_axis_off()
-    for col, kind in enumerate(kinds):
-        for row in range(n_rows):
-            if row >= len(columns[kind]):
-                continue
-            name = columns[kind][row]
-            ax = figure.add_subplot(grid[row, col])
+    legend_ax, legend_handles, free_cell = None, None, None
+    first_column = 0
+    for kind, columns in zip(kinds, block_columns):
+        panels = blocks[kind]
+        rows_used = -(-len(panels) // columns)
+        for i, name in enumerate(panels):
+            row, col = divmod(i, columns)
+            cell = grid[:n_rows, first_column + col] if rows_used == 1 else grid[row, first_column + col]
+            ax = figure.add_subplot(cell)
             seed_band(ax, data.x, data.metrics[name], KIND_COLORS.get(kind, "tab:gray"), name, data.seeds)
-            token_axis(ax, data, label=row == len(columns[kind]) - 1)
+            token_axis(ax, data, label=rows_used == 1 or row == rows_used - 1 or i + columns >= len(panels))
             phase_handles = shade_phases(ax, data)
             ax.set_title(f"{kind}: {name}", fontsize=10, gid=f"panel-{name}")
             ax.set_ylabel(name, fontsize=9)
             legend_ax, legend_handles = ax, ax.get_legend_handles_labels()[0] + phase_handles
-    if legend_handles is not None:  # beside the last panel drawn (bottom of the right-hand column)
-        legend_ax.legend(handles=legend_handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                         borderaxespad=0.0)
+        if rows_used * columns > len(panels):
+            free_cell = grid[rows_used - 1, first_column + columns - 1]
+        first_column += columns
+    if legend_handles is not None:
+        if free_cell is not None:  # an empty cell of the grid holds the legend
+            holder = figure.add_subplot(free_cell)
+            holder.set_axis_off()
+            holder.legend(handles=legend_handles, fontsize=8, loc="center")
+        else:  # beside the last panel drawn (bottom right)
+            legend_ax.legend(handles=legend_handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                             borderaxespad=0.0)
     add_caption(figure, figure.add_subplot(grid[n_rows, :]), caption, 120)
     title(figure, data, "task metrics over training")
     return figure

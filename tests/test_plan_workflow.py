@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,3 +54,36 @@ def test_task_text_gives_tasks_without_the_demo_corpus(tmp_path):
     assert "tasks" in jobs(stdout) and "corpus" not in jobs(stdout)
     tasks = next(line for line in stdout.splitlines() if "brainphase tasks" in line)
     assert f"--text {text}" in tasks
+
+
+@pytest.mark.slow
+def test_one_local_encoder_checkpoint_runs_to_the_figures(tmp_path):
+    """A BERT folder (no convention, no steps) on sentence-level data: the workflow finishes, with
+    activations labelled step -1 / tokens -1 / seed 0 and no tasks files."""
+    import numpy as np
+    import pandas as pd
+
+    from _models import build_bert, train_wordpiece_tokenizer
+    from brainphase.io import read_attrs
+
+    config = sentence_run(tmp_path)
+    model = Path(config["models"]["bert"]["source"])
+    (model / "config.json").unlink()
+    build_bert(len(train_wordpiece_tokenizer(model))).save_pretrained(model)
+    rng = np.random.default_rng(3)
+    words = ["the", "river", "king", "sleeps", "under", "a", "quiet", "moon", "and", "sings"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(4, 9))).capitalize() + "." for _ in range(40)]
+    root = Path(config["fmri"]["root"])
+    pd.DataFrame({"text": texts}).to_csv(root / "sentences.tsv", sep="\t", index=False)
+    for sub in ("01", "02"):
+        np.save(root / f"sub-{sub}_sentences.npy", rng.standard_normal((len(texts), 6)))
+    config.update(encode={"sentence_folds": 4}, extract={"device": "cpu"})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    attrs = read_attrs(tmp_path / "res" / "activations" / "bert" / "seed0" / "step-1.h5")
+    assert (attrs["step"], attrs["tokens"], attrs["seed"], attrs["architecture"]) == (-1, -1, 0, "encoder")
+    assert (tmp_path / "res" / "trajectory" / "bert" / "trajectory.h5").is_file()
+    assert not (tmp_path / "res" / "tasks").exists() and not (tmp_path / "res" / "corpus").exists()

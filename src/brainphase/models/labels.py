@@ -89,7 +89,7 @@ def cli_model_attrs(info: dict, args) -> dict:
         raise InputError(f"{args.model}: the tokens seen at step {attrs['step']} are unknown; pass --tokens-per-step "
                          "(config key models.NAME.tokens_per_step) or --tokens (models.NAME.tokens)")
     if attrs["step"] == UNKNOWN_STEP:
-        log.info("%s: training step unknown (no %s, no step in the revision name, no --step): labelled step %d, "
+        log.info("%s: training step unknown (not in %s, the revision name or --step): labelled step %d, "
                  "tokens %d", args.model, CHECKPOINT_META, UNKNOWN_STEP, attrs["tokens"])
     if args.seed is None and info["seed"] is None:
         log.info("%s: no --seed and no seed in the checkpoint: labelled seed %d", args.model, DEFAULT_SEED)

@@ -50,10 +50,13 @@ def test_sentence_run_of_a_local_checkpoint_has_no_corpus_and_no_tasks(tmp_path)
 def test_task_text_gives_tasks_without_the_demo_corpus(tmp_path):
     text = tmp_path / "held_out.txt"
     text.write_text("Some held-out text for next-token metrics.\n")
-    stdout = dry_run(tmp_path, sentence_run(tmp_path, text=str(text)))
+    config = sentence_run(tmp_path, text=str(text))
+    config["models"]["bert"].update(steps=[143000], tokens=300 * 10**9)  # a labelled final checkpoint
+    stdout = dry_run(tmp_path, config)
     assert "tasks" in jobs(stdout) and "corpus" not in jobs(stdout)
     tasks = next(line for line in stdout.splitlines() if "brainphase tasks" in line)
-    assert f"--text {text}" in tasks
+    assert f"--text {text}" in tasks and "--step 143000 --tokens 300000000000" in tasks
+    assert "res/tasks/bert/seed0/step143000.h5" in tasks
 
 
 @pytest.mark.slow

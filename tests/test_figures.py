@@ -207,6 +207,7 @@ def test_task_layout_blocks():
     assert task_layout([1, 3]) == (2, [1, 2])
     assert task_layout([0, 3]) == (2, [1, 2])
     assert task_layout([4, 6]) == (2, [2, 3])
+    assert task_layout([1, 10]) == (4, [1, 3])  # at most 3 columns per block
 
 
 def test_alignment_vs_tasks_paths_are_seed_means(three_phase):

@@ -145,11 +145,12 @@ def task_layout(counts: list[int]) -> tuple[int, list[int]]:
     Returns
     -------
     n_rows : int
-        1, or 2 as soon as a block has 2 or more panels.
+        1 when no block has 2 panels, else enough rows for at most 3 columns per block (at least 2).
     block_columns : list of int
         ``ceil(count / n_rows)`` per block (at least 1).
     """
-    n_rows = 1 if max(counts + [1]) <= 1 else 2
+    largest = max(counts + [1])
+    n_rows = 1 if largest <= 1 else max(2, -(-largest // 3))
     return n_rows, [max(1, -(-count // n_rows)) for count in counts]
 
 

@@ -50,7 +50,7 @@ def plot_layers(data: FigureData) -> Figure:
     n_steps = len(data.steps)
     n_layers = len(data.layers)
     n_lines = caption_lines(caption, 100)
-    figure = new_figure(max(7.0, 0.32 * n_steps + 3.0), max(4.0, 0.28 * n_layers + 2.6) + 0.16 * n_lines)
+    figure = new_figure(min(16.0, max(7.0, 0.32 * n_steps + 3.0)), max(4.0, 0.28 * n_layers + 2.6) + 0.16 * n_lines)
     grid = figure.add_gridspec(3, 2, height_ratios=[0.35, max(3.0, 0.28 * n_layers), 0.2 + 0.16 * n_lines],
                                width_ratios=[1.0, 0.03])
     strip = figure.add_subplot(grid[0, 0])
@@ -62,7 +62,8 @@ def plot_layers(data: FigureData) -> Figure:
     figure.colorbar(image, cax=figure.add_subplot(grid[1, 1]), label="alignment (r), mean over seeds")
     columns = np.flatnonzero(np.isfinite(per_layer).any(axis=0))
     best = np.array([np.nanargmax(per_layer[:, c]) for c in columns], dtype=int)
-    ax.plot(columns, best, "o", color="white", markeredgecolor="black", markeredgewidth=0.5, markersize=4,
+    ax.plot(columns, best, "o", color="white", markeredgecolor="black", markeredgewidth=0.5,
+            markersize=4 if n_steps <= 40 else 2.5,
             label="best layer", gid="best-layer")
     phase_handles = shade_phases(ax, data, index_x=np.arange(n_steps, dtype=float))
     _phase_strip(strip, data)

@@ -112,6 +112,8 @@ def _write_encode_inputs(tmp_path):
     resp = tmp_path / "responses.h5"
     w_layer = rng.standard_normal((16, 4))
     with atomic_h5(resp, provenance("load-fmri", {}, [], tr=TR, subjects=["sub-01"])) as h5:
+        h5.create_dataset("rois/names", data=string_array(["rate_roi", "layer_roi"]))
+        h5.create_dataset("rois/labels", data=np.repeat(np.array([1, 2, 0], dtype=np.int16), 4))
         for run, n_trs in RUNS.items():
             rows = run_col == run
             times = F.volume_times(n_trs, TR, 0.0)
@@ -145,7 +147,8 @@ def _encode(tmp, act, resp, name, *extra):
     with h5py.File(out, "r") as h5:
         return {key: h5[key][()] for key in ("r", "r2", "baselines/names", "baselines/r", "baselines/r2",
                                             "variance_partition/unique_r2", "variance_partition/shared_r2",
-                                            "variance_partition/joint_r2", "variance_partition/partitioned")
+                                            "variance_partition/joint_r2", "variance_partition/partitioned",
+                                            "baselines/roi_mean_r", "variance_partition/roi_mean_unique_r2")
                 if key in h5}
 
 
@@ -163,6 +166,10 @@ def test_encode_partitions_planted_baseline_and_layer_voxels(encode_inputs):
     assert np.abs(unique[:4]).max() < 0.1 and np.abs(unique[8:]).max() < 0.1
     np.testing.assert_allclose(scores["variance_partition/unique_r2"] + scores["variance_partition/shared_r2"],
                                scores["r2"], atol=1e-5)
+    np.testing.assert_allclose(scores["variance_partition/roi_mean_unique_r2"][1, 0],
+                               [unique[:4].mean(), unique[4:8].mean()], rtol=1e-5)
+    np.testing.assert_allclose(scores["baselines/roi_mean_r"][0], [scores["baselines/r"][0, :4].mean(),
+                                                                   scores["baselines/r"][0, 4:8].mean()], rtol=1e-5)
 
 
 def test_encode_best_layer_only_and_no_baselines(encode_inputs):

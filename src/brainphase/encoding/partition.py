@@ -233,8 +233,18 @@ class BaselinePartition:
                         *(float(np.nanmean(parts[k])) for k in ("joint_r2", "unique_r2", "shared_r2")))
 
     def datasets(self) -> dict[str, np.ndarray]:
-        """Datasets for the scores file (names as in ``docs/hdf5_layout.md``)."""
+        """Datasets for the scores file (names as in ``docs/hdf5_layout.md``), ROI means included."""
+        from brainphase.encoding.output import read_rois
+        from brainphase.encoding.scoring import roi_means
+
+        with h5py.File(self.args.responses, "r") as resp:
+            labels, names = read_rois(resp, self.r.shape[-1], self.args.responses)
+        roi = lambda values: roi_means(values, labels, len(names)).astype(np.float32)  # noqa: E731
         return {
+            "baselines/roi_mean_r": roi(self.r),
+            "variance_partition/roi_mean_unique_r2": roi(self.unique_r2),
+            "variance_partition/roi_mean_shared_r2": roi(self.shared_r2),
+            "variance_partition/roi_mean_joint_r2": roi(self.joint_r2),
             "baselines/names": string_array(self.names),
             "baselines/r": self.r,
             "baselines/r2": self.r2,

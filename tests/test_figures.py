@@ -344,3 +344,17 @@ def test_figures_of_a_real_phases_run(tmp_path):
     assert data.summary and data.summary[:40] in _texts(figure).replace("\n", " ")
     make_figures(trajectory, tmp_path / "out", ["png"])
     _assert_written(tmp_path / "out", ["png"])
+
+
+def test_workflow_declares_every_figure_with_a_caption():
+    """rules/common.smk FIGURES (the figures rule's outputs) = FIGURE_NAMES, each with report/{name}.rst."""
+    import ast
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    declared = re.search(r"^FIGURES = (\[.*?\])", (repo / "rules" / "common.smk").read_text(), re.M)
+    assert declared and ast.literal_eval(declared.group(1)) == list(FIGURE_NAMES)
+    for name in FIGURE_NAMES:
+        caption = repo / "report" / f"{name}.rst"
+        assert caption.is_file() and "SIMULATED" in caption.read_text(), name

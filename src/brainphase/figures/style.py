@@ -185,10 +185,9 @@ def shade_phases(ax: Axes, data: FigureData, index_x: np.ndarray | None = None) 
     low = data.position(data.boundaries.get("tokens_ci_low", np.full(len(knots), np.nan)))
     high = data.position(data.boundaries.get("tokens_ci_high", np.full(len(knots), np.nan)))
     transform = blended_transform_factory(ax.transData, ax.transAxes)
+    color = BOUNDARY_COLOR if index_x is None else "white"
     for k, knot in enumerate(knots):
-        ax.axvline(to_axis(knot), color=BOUNDARY_COLOR if index_x is None else "white", linestyle="--",
-                   linewidth=1.0, zorder=1.5, gid=f"boundary-{k}")
-        color = BOUNDARY_COLOR if index_x is None else "white"
+        ax.axvline(to_axis(knot), color=color, linestyle="--", linewidth=1.0, zorder=1.5, gid=f"boundary-{k}")
         if np.isfinite(low[k]) and np.isfinite(high[k]):
             ax.plot([to_axis(low[k]), to_axis(high[k])], [0.965, 0.965], color=color, linewidth=1.8, marker="|",
                     markersize=8, markeredgewidth=1.8, transform=transform, zorder=4, gid=f"boundary-ci-{k}")

@@ -317,6 +317,7 @@ def _encode_timeseries(act: h5py.File, resp: h5py.File, layers: list[int], subje
                 scores.r, scores.r2, estimator,
                 nested_cv_predict if cv == "runs" else lambda est, X_, Y_, _: blocked_cv_predict(
                     est, X_, Y_, run_lengths, args.cv_blocks, args.gap_trs),
+                folds=None if cv == "runs" else folds,
             )
     bar.close()
     attrs = {"tr": tr, "stimulus_kind": "words", "cv": cv, "r_convention": primary,

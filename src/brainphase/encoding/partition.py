@@ -174,6 +174,7 @@ class BaselinePartition:
         layer_r2: np.ndarray,
         estimator: RidgeCV,
         cv_predict: Callable = nested_cv_predict,
+        folds: np.ndarray | None = None,
     ) -> None:
         """Fit the baseline and joint models of one group of subjects.
 
@@ -194,14 +195,26 @@ class BaselinePartition:
             The layers' estimator; its settings are reused.
         cv_predict : callable
             ``(estimator, X, Y, groups) -> (predictions, fold_alphas, held_out)``, the layers' outer CV.
+        folds : ndarray of shape (n_kept_trs,), optional
+            Outer fold of each row when the layers' primary scores are means over folds (blocked
+            CV): the baseline and joint scores then use the same convention
+            (:func:`brainphase.encoding.sentences.fold_mean_scores`); by default r and R^2 are
+            computed on the concatenated held-out predictions, as the layers' with run CV.
         """
+        def score(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if folds is None:
+                return pearson_columns(Y, predictions), r2_columns(Y, predictions)
+            from brainphase.encoding.sentences import fold_mean_scores
+
+            return fold_mean_scores(Y, predictions, folds)
+
         index = [self.subjects.index(s) for s in group_subjects]
         per_subject = (len(group_subjects), -1)
         B = np.hstack(self._baseline_design(signature, word_design))
         predictions, _, _ = cv_predict(estimator, B, Y, groups)
-        r2_baselines = r2_columns(Y, predictions)
-        self.r[index] = pearson_columns(Y, predictions).reshape(per_subject)
-        self.r2[index] = r2_baselines.reshape(per_subject)
+        r_baselines, r2_baselines = score(predictions)
+        self.r[index] = np.reshape(r_baselines, per_subject)
+        self.r2[index] = np.reshape(r2_baselines, per_subject)
         logger.info("subjects %s: baselines %s, mean r %.3f", group_subjects, self.names, float(np.nanmean(self.r[index])))
         if self.choice == "all":
             chosen = list(range(len(self.layers)))
@@ -226,7 +239,7 @@ class BaselinePartition:
                                    fit_intercept=params["fit_intercept"], backend=params["backend"],
                                    device=params["device"], dtype=params["dtype"], chunk_size=params["chunk_size"])
             predictions, _, _ = cv_predict(banded, joint, Y, groups)
-            parts = variance_partition(layer_r2[li, index].reshape(-1), r2_baselines, r2_columns(Y, predictions))
+            parts = variance_partition(layer_r2[li, index].reshape(-1), r2_baselines, score(predictions)[1])
             for key, values in parts.items():
                 getattr(self, key)[li, index] = values.reshape(per_subject)
             logger.info("layer %d: mean held-out R2 joint %.4f, unique %.4f, shared %.4f", self.layers[li],

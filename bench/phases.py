@@ -90,7 +90,7 @@ def accuracy(cases: list[dict], oracle: bool = False) -> float:
             curve = np.nanmean(case["alignment"], axis=0)
         if oracle:
             knots = (segment_curve(case["x"], curve, case["seed_mean_se"], max_segments=case["n_segments"],
-                                   penalty=-1e9).knots if case["n_segments"] > 1 else np.empty(0))
+                                   cost=-1e9).knots if case["n_segments"] > 1 else np.empty(0))
         else:
             sigma, _ = noise_sigma(case["x"], case["alignment"], None)
             knots = segment_curve(case["x"], curve, sigma).knots

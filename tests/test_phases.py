@@ -59,7 +59,7 @@ def test_fit_is_as_good_as_pwlf_global_optimum(n_segments):
     rng = np.random.default_rng(n_segments)
     x = np.sort(rng.uniform(0, 5, 40))
     y = piecewise(x, [1.5, 3.2][:n_segments - 1], [1.0, -1.0, 0.5][:n_segments]) + rng.normal(0, 0.05, len(x))
-    ours = segment_curve(x, y, 0.05, max_segments=n_segments, min_points=3, penalty=1e-9)
+    ours = segment_curve(x, y, 0.05, max_segments=n_segments, min_points=3, cost=-1e9)
     assert ours.n_segments == n_segments
     reference = pwlf.PiecewiseLinFit(x, y, seed=1)
     reference.fit(n_segments)

@@ -294,11 +294,11 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
         try:
             summary = checkpoint_summary(r, voxels)
             if "r_normalized" in extra:
-                brain["layer_subject_r_normalized"][i_seed, i_step] = voxel_mean(extra["r_normalized"], voxels)
+                brain["layer_subject_r_normalized"][i_seed, i_step] = voxel_mean(extra["r_normalized"], voxels, allow_empty=True)
             if "variance_partition/unique_r2" in extra:
-                brain["layer_subject_unique_r2"][i_seed, i_step] = voxel_mean(extra["variance_partition/unique_r2"], voxels)
+                brain["layer_subject_unique_r2"][i_seed, i_step] = voxel_mean(extra["variance_partition/unique_r2"], voxels, allow_empty=True)
             if "group/r" in extra:
-                brain["alignment_group_layer"][i_seed, i_step] = voxel_mean(extra["group/r"][:, None, :], voxels)[:, 0]
+                brain["alignment_group_layer"][i_seed, i_step] = voxel_mean(extra["group/r"][:, None, :], voxels, allow_empty=True)[:, 0]
         except InputError as exc:
             raise InputError(f"{path}: {exc}") from exc
         methods.add(summary["method"])

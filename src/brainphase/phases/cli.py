@@ -34,7 +34,8 @@ _TABLE_COLUMNS = ("seed", "step", "tokens", "alignment")
 _SEGMENT_METHOD = (
     "continuous piecewise-linear least squares over log10(tokens), weighted by the measured noise; "
     "knots at or half-way between checkpoints (coordinate descent from DP and greedy starts); number of "
-    "segments by chi2 + penalty * ln(n) per knot; segment trend from the 95% CI of its slope; names after "
+    "segments by chi2 + a knot cost = the (1 - false_boundary_rate) quantile of one knot's gain on simulated noise; "
+    "segment trend by a likelihood-ratio test of a zero slope with the knots re-fitted; names after "
     "Nakagi et al. 2025 (brainphase.phases.label)"
 )
 
@@ -147,7 +148,7 @@ def _write_phases(handle: h5py.File, result: TrajectoryPhases, seeds: np.ndarray
 
 
 def phases(source: str | Path, out: str | Path, *, table: bool = False, measure: str | None = None,
-           max_segments: int | None = None, min_points: int | None = None, penalty: float | None = None,
+           max_segments: int | None = None, min_points: int | None = None, false_boundary_rate: float | None = None,
            n_bootstrap: int | None = None, bootstrap_seed: int | None = None, discontinuous: list[str] = (),
            lower_is_better: list[str] = (), config: argparse.Namespace | dict | None = None) -> TrajectoryPhases:
     """Write ``trajectory.h5`` from ``metrics.h5`` (or a table) with the phase analysis.
@@ -161,7 +162,7 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
         ``trajectory.h5`` to write (atomically).
     measure : str
         Which ``/brain/alignment_{measure}`` of ``metrics.h5`` is segmented (ignored for tables).
-    max_segments, min_points, penalty, n_bootstrap, bootstrap_seed
+    max_segments, min_points, false_boundary_rate, n_bootstrap, bootstrap_seed
         See :func:`brainphase.phases.label.analyse_trajectory`; ``None`` = the schema's default.
     discontinuous, lower_is_better : list of str
         Kinds of the table's metric columns.
@@ -171,7 +172,8 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
     TrajectoryPhases
     """
     settings = {key: schema_default(f"phases.{key}") if value is None else value for key, value in (
-        ("measure", measure), ("max_segments", max_segments), ("min_points", min_points), ("penalty", penalty),
+        ("measure", measure), ("max_segments", max_segments), ("min_points", min_points),
+        ("false_boundary_rate", false_boundary_rate),
         ("n_bootstrap", n_bootstrap), ("bootstrap_seed", bootstrap_seed))}
     source = Path(source)
     if config is None:
@@ -198,7 +200,7 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
                                simulated=bool(src.attrs.get("simulated", False)), n_seeds=len(data["seeds"]),
                                n_steps=len(data["steps"]), aggregate_input_sha256=attr_text(src, "input_sha256"))
     result = analyse_trajectory(data["tokens"], data["alignment"], data["steps"], subject_alignment, data["metrics"],
-                                settings["max_segments"], settings["min_points"], settings["penalty"],
+                                settings["max_segments"], settings["min_points"], settings["false_boundary_rate"],
                                 settings["n_bootstrap"], settings["bootstrap_seed"])
     if result.status != "labelled":
         logger.warning("%s", result.summary)
@@ -240,7 +242,7 @@ def add_phases_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measure", default=schema_default("phases.measure"),
                         help="alignment curve of metrics.h5 to segment (default %(default)s)")
     for key, kind, text in (("max_segments", int, "most linear segments"), ("min_points", int, "fewest checkpoints per segment"),
-                            ("penalty", float, "cost of a boundary in units of ln(n checkpoints)"),
+                            ("false_boundary_rate", float, "share of straight noisy lines allowed a spurious boundary"),
                             ("n_bootstrap", int, "bootstrap resamples (0 = none)"), ("bootstrap_seed", int, "bootstrap seed")):
         parser.add_argument("--" + key.replace("_", "-"), type=kind, default=schema_default(f"phases.{key}"),
                             help=f"{text} (default %(default)s)")
@@ -253,7 +255,8 @@ def add_phases_arguments(parser: argparse.ArgumentParser) -> None:
 def run_phases(args: argparse.Namespace) -> None:
     """Entry point of ``brainphase phases``."""
     phases(args.table or args.metrics, args.out, table=args.table is not None, measure=args.measure,
-           max_segments=args.max_segments, min_points=args.min_points, penalty=args.penalty,
+           max_segments=args.max_segments, min_points=args.min_points,
+           false_boundary_rate=args.false_boundary_rate,
            n_bootstrap=args.n_bootstrap, bootstrap_seed=args.bootstrap_seed, discontinuous=args.discontinuous,
            lower_is_better=args.lower_is_better, config=args)
 

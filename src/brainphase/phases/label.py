@@ -31,8 +31,9 @@ import pandas as pd
 from scipy import stats
 
 from brainphase.errors import InputError
-from brainphase.phases.segment import (DEFAULT_MAX_SEGMENTS, DEFAULT_MIN_POINTS, DEFAULT_PENALTY, Segmentation,
-                                       log_token_axis, pseudo_residual_sigma, segment_curve)
+from brainphase.phases.segment import (DEFAULT_FALSE_BOUNDARY_RATE, DEFAULT_MAX_SEGMENTS, DEFAULT_MIN_POINTS,
+                                       Segmentation, flat_segment_test, knot_cost, log_token_axis,
+                                       pseudo_residual_sigma, segment_curve)
 
 #: phase names; a checkpoint's label is the index of its phase's name here (-1 = not labelled)
 LABEL_NAMES = ("alignment", "detachment", "realignment", "plateau", "second detachment", "second realignment",
@@ -162,8 +163,20 @@ def segment_labels(x: np.ndarray, knots: np.ndarray, names: list[str]) -> np.nda
     return np.array([LABEL_NAMES.index(names[k]) for k in segment], dtype=np.int8)
 
 
-def _segment_trends(seg: Segmentation, z: float) -> list[str]:
-    return [slope_trend(s, e, z) for s, e in zip(seg.slopes, seg.slope_se)]
+def _segment_trends(seg: Segmentation, z: float, x: np.ndarray | None = None, y: np.ndarray | None = None,
+                    sigma: np.ndarray | None = None, min_points: int = 3) -> list[str]:
+    """Trend of each segment.
+
+    With the data given: flat when the likelihood-ratio test with the segment's knots re-fitted
+    does not reject a zero slope at the 95 % level (:func:`~brainphase.phases.segment.flat_segment_test`,
+    chi²(1)), else rising or falling by the sign of the slope. Without (the bootstrap, where
+    speed matters): by the 95 % Wald interval of the slope given the knots.
+    """
+    if x is None:
+        return [slope_trend(s, e, z) for s, e in zip(seg.slopes, seg.slope_se_fixed_knots)]
+    critical = stats.chi2.ppf(CONFIDENCE, 1)
+    return ["flat" if flat_segment_test(x, y, sigma, seg.knots, m, min_points) < critical
+            else ("rising" if seg.slopes[m] > 0 else "falling") for m in range(seg.n_segments)]
 
 
 def _change(x: np.ndarray, values: np.ndarray, lo: float, hi: float) -> float:
@@ -325,7 +338,8 @@ def _skipped(reason: str, x: np.ndarray, curve: np.ndarray, n_seeds: int) -> Tra
 def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndarray | None = None,
                        subject_alignment: np.ndarray | None = None, metrics: dict | None = None,
                        max_segments: int = DEFAULT_MAX_SEGMENTS, min_points: int = DEFAULT_MIN_POINTS,
-                       penalty: float = DEFAULT_PENALTY, n_bootstrap: int = 200, seed: int = 0) -> TrajectoryPhases:
+                       false_boundary_rate: float = DEFAULT_FALSE_BOUNDARY_RATE, n_bootstrap: int = 200,
+                       seed: int = 0) -> TrajectoryPhases:
     """Segment, name and bootstrap an alignment trajectory (see the module docstring).
 
     Parameters
@@ -340,8 +354,8 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
         Per-subject alignment (mean over subjects = ``alignment``): resampled in the bootstrap.
     metrics : dict of str -> ndarray, shape (n_seeds, n_steps), optional
         Task metrics reported beside each segment.
-    max_segments, min_points, penalty
-        Passed to :func:`~brainphase.phases.segment.segment_curve`.
+    max_segments, min_points, false_boundary_rate
+        See :func:`~brainphase.phases.segment.segment_curve` and :func:`~brainphase.phases.segment.knot_cost`.
     n_bootstrap : int
         Resamples (0 = no bootstrap: NaN CIs and probabilities).
     seed : int
@@ -368,8 +382,10 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
     x = log_token_axis(tokens)
     z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
     sigma, noise_source = noise_sigma(x, alignment, subject_alignment)
-    seg = segment_curve(x, curve, sigma, max_segments, min_points, penalty)
-    trends = _segment_trends(seg, z)
+    finite = np.isfinite(curve)
+    cost = knot_cost(x[finite], sigma[finite], min_points, false_boundary_rate)
+    seg = segment_curve(x, curve, sigma, max_segments, min_points, cost)
+    trends = _segment_trends(seg, z, x, curve, sigma, min_points)
     names = name_segments(trends)
     segments = _segment_table(x, tokens, steps, seg, names, trends, z)
     labels = segment_labels(x, seg.knots, names)
@@ -382,7 +398,7 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
         resampled, bootstrap_kind = _resample(rng, alignment, subject_alignment, seg.fitted, sigma)
         if np.isfinite(resampled).sum() < MIN_CHECKPOINTS:
             continue
-        boot = segment_curve(x, resampled, sigma, max_segments, min_points, penalty)
+        boot = segment_curve(x, resampled, sigma, max_segments, min_points, cost)
         boot_knots[b, :len(boot.knots)] = boot.knots
         boot_names.append(set(name_segments(_segment_trends(boot, z))))
     low_q, high_q = 100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2
@@ -417,8 +433,9 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
             seed_labels.append(np.full(len(x), UNDETERMINED, np.int8))
             agreement.append(np.nan)
             continue
-        seed_seg = segment_curve(x, own, single_sigma, max_segments, min_points, penalty)
-        seed_trends = _segment_trends(seed_seg, z)
+        seed_cost = knot_cost(x[np.isfinite(own)], single_sigma[np.isfinite(own)], min_points, false_boundary_rate)
+        seed_seg = segment_curve(x, own, single_sigma, max_segments, min_points, seed_cost)
+        seed_trends = _segment_trends(seed_seg, z, x, own, single_sigma, min_points)
         seed_names = name_segments(seed_trends)
         table = _segment_table(x, tokens, steps, seed_seg, seed_names, seed_trends, z)
         table.insert(0, "seed", i_seed)

@@ -18,13 +18,15 @@ then polished to the exact optimum of every knot between its two neighbouring ch
 (:meth:`_Fitter.polish`), and the best is kept. The test suite checks the result against pwlf's
 global optimiser.
 
-The number of segments minimises the Bayesian information criterion with the measured noise,
-``chi2_K + penalty * ln(n) * (K - 1)``, where ``chi2_K = sum(((y - f) / sigma) ** 2)`` and each
-knot costs ``penalty * ln(n)`` (a knot adds a slope change and a position; ``penalty = 2.5``
-rather than BIC's 2 because a knot's position is chosen by a search over many candidates,
-which inflates its apparent gain; calibrated so that straight lines get a spurious knot in
-under 5 % of planted cases, see tests/test_planted_phases.py). ``sigma`` is the measured
-standard error of each point (see :func:`noise_sigma`), not a fixed threshold in r.
+The number of segments minimises ``chi2_K + cost * (K - 1)``, where
+``chi2_K = sum(((y - f) / sigma) ** 2)`` uses the measured standard error ``sigma`` of each point
+(not a fixed threshold in r), and ``cost`` is what one knot gains on pure noise: the
+``1 - false_boundary_rate`` quantile of the largest chi² decrease that adding one knot to a
+straight line achieves on Gaussian noise at the same checkpoints and weights (:func:`knot_cost`,
+simulated; it depends only on the schedule and the relative weights, not on the data). A
+fixed BIC-style cost ``c ln(n)`` is too lenient on short schedules and too strict on long ones:
+the search over knot positions makes the null gain nearly independent of n (about 6-8 for 8 to
+154 checkpoints at 95-97.5 %).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from brainphase.config import schema_default
 from brainphase.errors import InputError
 
 # defaults are stated once, in config/schema.yaml (section `phases`)
-#: knot cost in units of ln(n) (see the module docstring)
-DEFAULT_PENALTY = schema_default("phases.penalty")
+#: share of straight noisy lines that may get a spurious boundary (see the module docstring)
+DEFAULT_FALSE_BOUNDARY_RATE = schema_default("phases.false_boundary_rate")
+#: null simulations behind :func:`knot_cost`
+N_NULL_SIMULATIONS = 1000
 DEFAULT_MAX_SEGMENTS = schema_default("phases.max_segments")
 DEFAULT_MIN_POINTS = schema_default("phases.min_points")
 
@@ -119,11 +123,16 @@ class Segmentation:
     fitted : ndarray, shape (n_steps,)
         Fitted values at every x (also at NaN points of y).
     slopes, slope_se : ndarray, shape (n_segments,)
-        Slope of each segment per decade of tokens and its standard error given the knots.
+        Slope of each segment per decade of tokens and its asymptotic standard error with the
+        knot positions estimated too (Muggeo 2003).
+    slope_se_fixed_knots : ndarray, shape (n_segments,)
+        The standard error given the knots (smaller; used where speed matters, the bootstrap).
     chi2 : ndarray, shape (max_segments,)
         Minimum chi² found for 1..max_segments segments (inf where not feasible).
     criterion : ndarray, shape (max_segments,)
-        ``chi2 + penalty * ln(n) * (K - 1)``.
+        ``chi2 + knot_cost * (K - 1)``.
+    knot_cost : float
+        The cost of one knot that was used.
     knots_by_k : list of ndarray
         The knots found for each K.
     """
@@ -133,9 +142,11 @@ class Segmentation:
     fitted: np.ndarray
     slopes: np.ndarray
     slope_se: np.ndarray
+    slope_se_fixed_knots: np.ndarray
     chi2: np.ndarray
     criterion: np.ndarray
     knots_by_k: list
+    knot_cost: float
 
 
 def _design(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
@@ -304,10 +315,54 @@ class _Fitter:
         return np.array([(x[i - 1] + x[i]) / 2 for i in sorted(starts)[1:]])
 
 
+def knot_cost(x: np.ndarray, sigma: float | np.ndarray, min_points: int = DEFAULT_MIN_POINTS,
+              false_boundary_rate: float = DEFAULT_FALSE_BOUNDARY_RATE, n_simulations: int = N_NULL_SIMULATIONS,
+              seed: int = 0) -> float:
+    """Chi² decrease one knot must beat: its null quantile on noise around a straight line.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n,)
+        Positions of the finite points, increasing.
+    sigma : float or ndarray, shape (n,)
+        Standard errors (only their ratios matter).
+    min_points : int
+    false_boundary_rate : float
+        In (0, 1): the quantile taken is ``1 - false_boundary_rate``.
+    n_simulations : int
+    seed : int
+        Seed of the simulations (deterministic result).
+
+    Returns
+    -------
+    float
+        ``inf`` when no knot fits in (too few points).
+    """
+    if not 0 < false_boundary_rate < 1:
+        raise InputError(f"false_boundary_rate must be in (0, 1), got {false_boundary_rate}")
+    x = np.asarray(x, dtype=np.float64)
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), x.shape)
+    w = 1.0 / sigma ** 2
+    fitter = _Fitter(x, np.zeros_like(x), w, min_points)
+    feasible = fitter.feasible_mask(np.empty(0))
+    if not feasible.any():
+        return float("inf")
+    design = _design(x, np.empty(0))
+    gram_inv = np.linalg.pinv(design.T @ (design * w[:, None]))
+    hw = fitter.weighted_hinges[feasible]
+    cross = hw @ design
+    den = fitter.hinge_norms[feasible] - np.einsum("mp,pq,mq->m", cross, gram_inv, cross)
+    noise = np.random.default_rng(seed).normal(size=(n_simulations, len(x))) * sigma
+    residual = noise - ((noise * w) @ design @ gram_inv) @ design.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = np.where(den > 1e-12, (residual @ hw.T) ** 2 / den, 0.0)
+    return float(np.quantile(gain.max(axis=1), 1.0 - false_boundary_rate))
+
+
 def segment_curve(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray,
                   max_segments: int = DEFAULT_MAX_SEGMENTS, min_points: int = DEFAULT_MIN_POINTS,
-                  penalty: float = DEFAULT_PENALTY) -> Segmentation:
-    """Fit 1..max_segments continuous linear segments and choose their number by BIC.
+                  cost: float | None = None) -> Segmentation:
+    """Fit 1..max_segments continuous linear segments and choose their number (see the module docstring).
 
     Parameters
     ----------
@@ -321,8 +376,9 @@ def segment_curve(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray,
         Largest number of segments considered.
     min_points : int
         Fewest checkpoints a segment spans (>= 2).
-    penalty : float
-        Cost of a knot in units of ln(n).
+    cost : float, optional
+        Chi² cost of one knot; default :func:`knot_cost` of these points at the schema's
+        ``phases.false_boundary_rate``.
 
     Returns
     -------
@@ -370,14 +426,96 @@ def segment_curve(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray,
             continue
         drops = [np.delete(richer, j) for j in range(len(richer))]
         keep(fitter.refine(drops[int(np.argmin([fitter.chi2(d) for d in drops]))]))
-    criterion = chi2 + penalty * np.log(n) * np.arange(max_segments)
+    if cost is None:
+        cost = knot_cost(xs, sigma[finite], min_points)
+    criterion = chi2 + cost * np.arange(max_segments)
     n_segments = int(np.argmin(criterion)) + 1
     knots = np.sort(knots_by_k[n_segments - 1])
-    coef, _, inv = _wls(xs, ys, ws, knots)
+    coef, _, _ = _wls(xs, ys, ws, knots)
     design_all = _design(x, knots)
-    contrast = np.tril(np.ones((n_segments, n_segments)))  # slope m = b1 + c_1..c_{m-1}
-    slope_rows = np.zeros((n_segments, len(coef)))
-    slope_rows[:, 1:] = contrast
-    slopes = slope_rows @ coef
-    slope_se = np.sqrt(np.maximum(np.einsum("kp,pq,kq->k", slope_rows, inv, slope_rows), 0.0))
-    return Segmentation(n_segments, knots, design_all @ coef, slopes, slope_se, chi2, criterion, knots_by_k)
+    # asymptotic covariance with the knots as free parameters too (segmented regression, Muggeo
+    # 2003): d f / d k_j = -c_j [x > k_j]; ignoring it makes slopes look surer than they are
+    jacobian = np.column_stack([_design(xs, knots)] + [-coef[2 + j] * (xs > k) for j, k in enumerate(knots)])
+    covariance = np.linalg.pinv(jacobian.T @ (jacobian * ws[:, None]))
+    slope_rows = np.zeros((n_segments, jacobian.shape[1]))
+    slope_rows[:, 1:n_segments + 1] = np.tril(np.ones((n_segments, n_segments)))  # slope m = b1 + c_1..c_m
+    slopes = slope_rows[:, :len(coef)] @ coef
+    slope_se = np.sqrt(np.maximum(np.einsum("kp,pq,kq->k", slope_rows, covariance, slope_rows), 0.0))
+    fixed_rows = slope_rows[:, :len(coef)]
+    fixed_covariance = np.linalg.pinv(jacobian[:, :len(coef)].T @ (jacobian[:, :len(coef)] * ws[:, None]))
+    slope_se_fixed_knots = np.sqrt(np.maximum(np.einsum("kp,pq,kq->k", fixed_rows, fixed_covariance, fixed_rows), 0.0))
+    return Segmentation(n_segments, knots, design_all @ coef, slopes, slope_se, slope_se_fixed_knots, chi2, criterion,
+                        knots_by_k, float(cost))
+
+
+def _flat_design(x: np.ndarray, knots: np.ndarray, segment: int) -> np.ndarray:
+    """Design of the continuous fit whose segment ``segment`` has slope 0.
+
+    The slope of segment m is ``b1 + c_1 + ... + c_m``; setting it to 0 eliminates ``b1``, whose
+    column ``x`` moves into the columns of ``c_1..c_m`` (``h_j - x``).
+    """
+    design = _design(x, knots)
+    columns = [design[:, 0]]
+    for j in range(len(knots)):
+        columns.append(design[:, 2 + j] - design[:, 1] if j < segment else design[:, 2 + j])
+    return np.column_stack(columns)
+
+
+def _batched_chi2(designs: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least-squares chi² of many designs at once, designs shape (m, n, p)."""
+    weighted = designs * w[None, :, None]
+    gram = np.einsum("mnp,mnq->mpq", weighted, designs) + 1e-12 * np.eye(designs.shape[2])
+    coef = np.linalg.solve(gram, np.einsum("mnp,n->mp", weighted, y)[..., None])[..., 0]
+    residual = y[None, :] - np.einsum("mnp,mp->mn", designs, coef)
+    return np.einsum("mn,n->m", residual ** 2, w)
+
+
+def flat_segment_test(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray, knots: np.ndarray, segment: int,
+                      min_points: int = DEFAULT_MIN_POINTS, window: int = 20, sweeps: int = 3) -> float:
+    """Likelihood-ratio statistic for "segment ``segment`` is flat", with its knots re-fitted.
+
+    The fit with that segment's slope forced to 0 moves the segment's own knots (over the
+    ``window`` nearest checkpoints and midpoints on each side, by coordinate descent), so a
+    flat segment whose knot was placed a little early (tilting it) is recognised as flat: the
+    constrained fit moves the knot instead. Under flatness the statistic is about chi²(1)
+    (3.84 at 95 %).
+
+    Parameters
+    ----------
+    x, y : ndarray, shape (n_steps,)
+        NaN in ``y`` = gap.
+    sigma : float or ndarray, shape (n_steps,)
+    knots : ndarray, shape (n_segments - 1,)
+        Knots of the free fit (:func:`segment_curve`).
+    segment : int
+        Index of the segment tested (0 = first).
+
+    Returns
+    -------
+    float
+        chi²(flat) - chi²(free), >= 0.
+    """
+    finite = np.isfinite(y)
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), np.shape(x))
+    xs, ys, ws = x[finite], y[finite], 1.0 / sigma[finite] ** 2
+    candidates = _Fitter(xs, ys, ws, min_points).candidates
+    knots = np.sort(np.asarray(knots, dtype=float))
+    free = float(_batched_chi2(_design(xs, knots)[None], ys, ws)[0])
+    current, best = knots.copy(), float(_batched_chi2(_flat_design(xs, knots, segment)[None], ys, ws)[0])
+    movable = [j for j in (segment - 1, segment) if 0 <= j < len(knots)]
+    for _ in range(sweeps):
+        moved = False
+        for j in movable:
+            centre = int(np.searchsorted(candidates, current[j]))
+            nearby = candidates[max(centre - window, 0):centre + window]
+            trials = [t for t in (np.sort(np.concatenate([np.delete(current, j), [c]])) for c in nearby)
+                      if _feasible(xs, t, min_points)]
+            if not trials:
+                continue
+            values = _batched_chi2(np.stack([_flat_design(xs, t, segment) for t in trials]), ys, ws)
+            k = int(np.argmin(values))
+            if values[k] < best - 1e-9:
+                best, current, moved = float(values[k]), trials[k], True
+        if not moved:
+            break
+    return max(best - free, 0.0)

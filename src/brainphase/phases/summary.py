@@ -34,7 +34,7 @@ HELDOUT_VOXELS = "split-half voxels: layer chosen on even voxels reported on odd
 FIXED_LAYER = "fixed layer: one subject and one voxel, layer best on the mean over all seeds and checkpoints"
 
 
-def voxel_mean(r: np.ndarray, voxels: np.ndarray | None) -> np.ndarray:
+def voxel_mean(r: np.ndarray, voxels: np.ndarray | None, allow_empty: bool = False) -> np.ndarray:
     """Mean score over the selected voxels, per layer and subject.
 
     Parameters
@@ -43,6 +43,9 @@ def voxel_mean(r: np.ndarray, voxels: np.ndarray | None) -> np.ndarray:
         Held-out Pearson r (or r / noise ceiling). NaN voxels are left out of the mean.
     voxels : ndarray of bool, shape (n_voxels,), or None
         Selected voxels; ``None`` uses every voxel.
+    allow_empty : bool
+        Give NaN for a (layer, subject) without any finite score (e.g. r / ceiling where every
+        ceiling is below the floor) instead of raising.
 
     Returns
     -------
@@ -51,12 +54,14 @@ def voxel_mean(r: np.ndarray, voxels: np.ndarray | None) -> np.ndarray:
     Raises
     ------
     InputError
-        When a (layer, subject) has no finite score among the selected voxels.
+        When a (layer, subject) has no finite score among the selected voxels and not ``allow_empty``.
     """
     selected = r if voxels is None else r[:, :, voxels]
-    if not np.isfinite(selected).any(axis=2).all():
+    if not allow_empty and not np.isfinite(selected).any(axis=2).all():
         raise InputError("a (layer, subject) has no finite score among the selected voxels")
-    return np.nanmean(selected.astype(np.float64), axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(selected.astype(np.float64), axis=2)
 
 
 def heldout_layers(layer_subject: np.ndarray, halves: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:

@@ -153,15 +153,21 @@ def _design(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones_like(x), x] + [np.maximum(0.0, x - k) for k in knots])
 
 
-def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray, knots: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-    """Weighted fit: coefficients, chi², and (X'WX)^-1."""
+def _solve(gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve a small normal-equation system; least squares when it is singular (collinear hinges)."""
+    try:
+        return np.linalg.solve(gram, rhs)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(gram, rhs, rcond=None)[0]
+
+
+def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray, knots: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weighted fit: coefficients and chi²."""
     design = _design(x, knots)
-    sw = np.sqrt(w)
-    gram = design.T @ (design * w[:, None])
-    inv = np.linalg.pinv(gram)
-    coef = inv @ (design.T @ (w * y))
-    chi2 = float(np.sum(((design @ coef - y) * sw) ** 2))
-    return coef, chi2, inv
+    weighted = design * w[:, None]
+    coef = _solve(design.T @ weighted, weighted.T @ y)
+    chi2 = float(np.sum((design @ coef - y) ** 2 * w))
+    return coef, chi2
 
 
 def _feasible(x: np.ndarray, knots: np.ndarray, min_points: int) -> bool:
@@ -194,7 +200,11 @@ class _Fitter:
         """Chi² decrease from adding each candidate hinge to the model with knots ``fixed``."""
         x, y, w = self.x, self.y, self.w
         design = _design(x, fixed)
-        gram_inv = np.linalg.pinv(design.T @ (design * w[:, None]))
+        gram = design.T @ (design * w[:, None])
+        try:
+            gram_inv = np.linalg.inv(gram)
+        except np.linalg.LinAlgError:
+            gram_inv = np.linalg.pinv(gram)
         coef = gram_inv @ (design.T @ (w * y))
         resid = y - design @ coef
         hw = self.weighted_hinges
@@ -405,7 +415,6 @@ def segment_curve(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray,
     def keep(knots: np.ndarray | None) -> None:
         if knots is None or not len(knots) or not _feasible(xs, knots, min_points):
             return
-        knots = fitter.polish(knots)
         value = fitter.chi2(knots)
         if value < chi2[len(knots)] - 1e-9:
             chi2[len(knots)], knots_by_k[len(knots)] = value, np.sort(knots)
@@ -426,12 +435,16 @@ def segment_curve(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray,
             continue
         drops = [np.delete(richer, j) for j in range(len(richer))]
         keep(fitter.refine(drops[int(np.argmin([fitter.chi2(d) for d in drops]))]))
+    for k in range(1, max_segments):  # the best knots of each K, polished between checkpoints
+        if knots_by_k[k] is not None:
+            knots_by_k[k] = fitter.polish(knots_by_k[k])
+            chi2[k] = fitter.chi2(knots_by_k[k])
     if cost is None:
         cost = knot_cost(xs, sigma[finite], min_points)
     criterion = chi2 + cost * np.arange(max_segments)
     n_segments = int(np.argmin(criterion)) + 1
     knots = np.sort(knots_by_k[n_segments - 1])
-    coef, _, _ = _wls(xs, ys, ws, knots)
+    coef, _ = _wls(xs, ys, ws, knots)
     design_all = _design(x, knots)
     # asymptotic covariance with the knots as free parameters too (segmented regression, Muggeo
     # 2003): d f / d k_j = -c_j [x > k_j]; ignoring it makes slopes look surer than they are

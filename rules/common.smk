@@ -26,7 +26,7 @@ STIMULUS = (
 )
 STIMULUS_OPTION = "--sentences" if SENTENCES else "--stimulus"
 FORMATS = config["figures"]["formats"]
-FIGURES = ["alignment", "layers", "tasks", "alignment_tasks", "brain_maps"]  # = brainphase.figures.FIGURE_NAMES
+FIGURES = ["alignment", "layers", "tasks", "alignment_tasks", "rois", "brain_maps"]  # = brainphase.figures.FIGURE_NAMES
 
 
 wildcard_constraints:
@@ -92,6 +92,7 @@ def all_outputs():
     for model in PLANS:
         targets.append(f"{R}/trajectory/{model}/trajectory.h5")
         targets += [f"{R}/figures/{model}/{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
+        targets.append(f"{R}/figures/{model}/alignment_table.tsv")
     return targets
 
 

@@ -55,6 +55,7 @@ rule figures:
             for name in FIGURES
             for fmt in FORMATS
         ],
+        table=f"{R}/figures/{{model}}/alignment_table.tsv",
     log:
         f"{R}/logs/figures/{{model}}.log",
     params:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
 from brainphase import cli
-from brainphase.figures import (FIGURE_NAMES, load_figure_data, make_figures, metric_order, phase_spans,
+from brainphase.figures import (FIGURE_NAMES, PLOTS, TABLE_NAME, load_figure_data, make_figures, metric_order, phase_spans,
                                 plot_alignment, plot_alignment_vs_tasks, plot_brain_maps, plot_layers, plot_tasks)
 from brainphase.figures.brain import NO_MAPS_TEXT, map_checkpoints
 from brainphase.figures.curves import fitted_path, spearman_rho, task_layout
@@ -69,6 +70,10 @@ def write_trajectory(path, *, tokens, knots=(), slopes=(0.05,), phases=("alignme
         f["brain/alignment_layer_mean"] = alignment_layer.mean(axis=2)
         f["brain/alignment_beyond_baselines"] = alignment * 0.4
         f["brain/alignment_layer"] = alignment_layer
+        f["roi_names"] = _strings(["IFG", "pSTG"])
+        roi_mean_r = alignment_layer[:, :, :, None, None] * np.array([1.0, 0.5])[None, None, None, None, :] * np.ones((1, 1, 1, 2, 1))
+        f["brain/roi_mean_r"] = roi_mean_r
+        f["brain/alignment_roi"] = roi_mean_r[:, :, -1].mean(axis=2)
         for name, values, kind in (("next_token_accuracy", accuracy, "discontinuous"), ("loss", loss, "continuous"),
                                    ("correct_token_probability", probability, "continuous")):
             f[f"metrics/{name}"] = values
@@ -255,7 +260,9 @@ def test_brain_maps_at_first_boundaries_last(with_voxel_maps, tmp_path):
 
 def _assert_written(out, formats=("png", "pdf")):
     expected = {f"{name}.{fmt}" for name in FIGURE_NAMES for fmt in formats}
-    assert {p.name for p in out.iterdir()} == expected
+    assert {p.name for p in out.iterdir()} == expected | {TABLE_NAME}
+    table = pd.read_csv(out / TABLE_NAME, sep="\t")
+    assert list(table.columns) == ["seed", "step", "tokens", "layer", "roi", "alignment"]
     for name in expected:
         data = (out / name).read_bytes()
         assert len(data) > 5000 and data[:4] in (b"\x89PNG", b"%PDF"), name
@@ -358,3 +365,16 @@ def test_workflow_declares_every_figure_with_a_caption():
     for name in FIGURE_NAMES:
         caption = repo / "report" / f"{name}.rst"
         assert caption.is_file() and "SIMULATED" in caption.read_text(), name
+
+
+def test_rois_figure_and_table_hold_the_roi_values(three_phase, tmp_path):
+    data = load_figure_data(three_phase)
+    figure = PLOTS["rois"](data)
+    lines = {line.get_gid(): line for ax in figure.axes for line in ax.get_lines() if line.get_gid()}
+    with h5py.File(three_phase) as f:
+        per_roi = np.nanmean(f["brain/alignment_roi"][()], axis=0)
+        n_rows = f["brain/alignment_layer"].size * 3  # all ROIs + 2 ROIs
+    np.testing.assert_allclose(lines["roi-1"].get_ydata(), per_roi[:, 1], equal_nan=True)
+    make_figures(three_phase, tmp_path / "figs", ["png"])
+    table = pd.read_csv(tmp_path / "figs" / TABLE_NAME, sep="\t")
+    assert len(table) == n_rows and set(table.roi) == {"all ROIs", "IFG", "pSTG"}

@@ -72,6 +72,7 @@ def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
     result = snakemake(workdir, "--cores", "2", config=TINY)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    (workdir / "snakemake_output.txt").write_text(result.stdout + result.stderr)
     return workdir
 
 
@@ -83,7 +84,11 @@ def test_tiny_workflow_writes_trajectory_and_figures(tiny_run):
         assert handle.attrs["stage"] == "phases"
         assert bool(handle.attrs["simulated"])
         assert handle.attrs["config_sha256"]
-    for name in ("alignment", "tasks", "layers"):
+    with h5py.File(trajectory, "r") as handle:  # 3 checkpoints: not labelled, said so
+        assert handle["phases"].attrs["status"].startswith("skipped: 3 checkpoint(s)")
+    printed = (tiny_run / "snakemake_output.txt").read_text()
+    assert "brainphase: tiny (fMRI SIMULATED)" in printed and "phases not labelled" in printed
+    for name in ("alignment", "tasks", "layers", "alignment_tasks", "brain_maps"):
         for fmt in ("png", "pdf"):
             figure = results / "figures" / "tiny" / f"{name}.{fmt}"
             assert figure.is_file() and figure.stat().st_size > 1000

@@ -17,6 +17,9 @@ writes the same files, so that a workflow can declare them:
 ``alignment_tasks``
     Alignment against each task metric, coloured by training tokens
     (:func:`~brainphase.figures.curves.plot_alignment_vs_tasks`).
+``rois``
+    Alignment per ROI vs tokens, and an ROI × layer heatmap at the last checkpoint
+    (:func:`~brainphase.figures.rois.plot_rois`); works with a single checkpoint.
 ``brain_maps``
     nilearn glass brains of ``/brain/voxel_r`` at the first checkpoint, each boundary and the
     last checkpoint; a panel saying there are no voxel maps when the file has none
@@ -39,6 +42,7 @@ from brainphase.figures.brain import plot_brain_maps
 from brainphase.figures.curves import metric_order, plot_alignment, plot_alignment_vs_tasks, plot_tasks
 from brainphase.figures.data import FigureData, load_figure_data
 from brainphase.figures.layers import plot_layers
+from brainphase.figures.rois import plot_rois
 from brainphase.figures.style import phase_spans
 from brainphase.io import atomic_file
 
@@ -49,13 +53,17 @@ PLOTS = {
     "layers": plot_layers,
     "tasks": plot_tasks,
     "alignment_tasks": plot_alignment_vs_tasks,
+    "rois": plot_rois,
     "brain_maps": plot_brain_maps,
 }
+#: long table written beside the figures: alignment per seed, checkpoint, layer and ROI
+TABLE_NAME = "alignment_table.tsv"
 FIGURE_NAMES = tuple(PLOTS)
 FORMATS = ("png", "pdf", "svg")
 
 __all__ = ["FIGURE_NAMES", "FORMATS", "FigureData", "PLOTS", "load_figure_data", "make_figures", "metric_order",
-           "phase_spans", "plot_alignment", "plot_alignment_vs_tasks", "plot_brain_maps", "plot_layers", "plot_tasks"]
+           "phase_spans", "plot_alignment", "plot_alignment_vs_tasks", "plot_brain_maps", "plot_layers", "plot_rois",
+           "plot_tasks", "TABLE_NAME"]
 
 
 def make_figures(trajectory_path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png", "pdf"),
@@ -76,7 +84,8 @@ def make_figures(trajectory_path: str | Path, out_dir: str | Path, formats: Sequ
     Returns
     -------
     list of Path
-        Files written, each atomically (all figures are drawn before any file is written).
+        Files written, each atomically (all figures are drawn before any file is written): the
+        figures, then :data:`TABLE_NAME`.
     """
     data = load_figure_data(trajectory_path)
     figures = {name: plot(data) for name, plot in PLOTS.items()}
@@ -89,7 +98,14 @@ def make_figures(trajectory_path: str | Path, out_dir: str | Path, formats: Sequ
             with atomic_file(path, suffix=f".tmp.{fmt}") as tmp:
                 figure.savefig(tmp, format=fmt, dpi=dpi)
             written.append(path)
-    logger.info("wrote %d figure files to %s%s", len(written), out_dir, " (SIMULATED fMRI)" if data.simulated else "")
+    from brainphase.phases.read import load_trajectory
+
+    table = out_dir / TABLE_NAME
+    with atomic_file(table, suffix=".tmp.tsv") as tmp:
+        load_trajectory(trajectory_path).layer_roi_table().to_csv(tmp, sep="\t", index=False)
+    written.append(table)
+    logger.info("wrote %d figure files and %s to %s%s", len(written) - 1, TABLE_NAME, out_dir,
+                " (SIMULATED fMRI)" if data.simulated else "")
     return written
 
 

@@ -44,6 +44,9 @@ class FigureData:
     alternatives : dict of str -> ndarray, shape (n_seeds, n_steps)
         The optional curves of :data:`ALTERNATIVE_CURVES` present in the file.
     alignment_layer : ndarray, shape (n_seeds, n_steps, n_layers), or None
+    roi_names : list of str
+    alignment_roi : ndarray, shape (n_seeds, n_steps, n_rois), or None
+    roi_mean_r : ndarray, shape (n_seeds, n_steps, n_layers, n_subjects, n_rois), or None
     metrics : dict of str -> ndarray, shape (n_seeds, n_steps)
     metric_kinds : dict of str -> str
         ``"continuous"`` or ``"discontinuous"`` (attribute ``kind``).
@@ -92,6 +95,9 @@ class FigureData:
     fitted: np.ndarray
     segments: dict[str, np.ndarray] = field(default_factory=dict)
     boundaries: dict[str, np.ndarray] = field(default_factory=dict)
+    roi_names: list[str] = field(default_factory=list)
+    alignment_roi: np.ndarray | None = None
+    roi_mean_r: np.ndarray | None = None
     has_voxel_maps: bool = False
     voxel_r: np.ndarray | None = None
     mask: np.ndarray | None = None
@@ -194,6 +200,9 @@ def load_figure_data(path: str | Path) -> FigureData:
         fitted=np.asarray(traj.fitted, dtype=float),
         segments={column: traj.segments[column].to_numpy() for column in traj.segments.columns},
         boundaries={column: traj.boundaries[column].to_numpy() for column in traj.boundaries.columns},
+        roi_names=list(traj.roi_names),
+        alignment_roi=traj.alignment_roi,
+        roi_mean_r=traj.roi_mean_r,
         has_voxel_maps=has_maps,
         voxel_r=traj.voxel_r if has_maps else None,
         mask=np.asarray(traj.mask).astype(bool) if has_maps else None,

@@ -28,6 +28,10 @@ class Trajectory:
         Every alignment curve of ``/brain`` (``heldout_layer``, ``layer_mean``, ``group``, ...).
     layers : ndarray of int, shape (n_layers,) (empty for a table input)
     alignment_layer : ndarray, shape (n_seeds, n_steps, n_layers), or None
+    roi_names : list of str
+    roi_mean_r : ndarray, shape (n_seeds, n_steps, n_layers, n_subjects, n_rois), or None
+    alignment_roi : ndarray, shape (n_seeds, n_steps, n_rois), or None
+        Per ROI, each subject at its held-out-chosen layer, mean over subjects.
     metrics : dict of str -> ndarray, shape (n_seeds, n_steps)
     metric_kinds : dict of str -> str
         ``continuous`` / ``discontinuous``.
@@ -60,6 +64,9 @@ class Trajectory:
     curves: dict
     layers: np.ndarray
     alignment_layer: np.ndarray | None
+    roi_names: list
+    roi_mean_r: np.ndarray | None
+    alignment_roi: np.ndarray | None
     metrics: dict
     metric_kinds: dict
     x: np.ndarray
@@ -85,6 +92,25 @@ class Trajectory:
     @property
     def labelled(self) -> bool:
         return self.phase_attrs.get("status") == "labelled"
+
+    def layer_roi_table(self) -> pd.DataFrame:
+        """Long table of alignment per seed, checkpoint, layer and ROI (mean over subjects).
+
+        Columns ``seed, step, tokens, layer, roi, alignment``; ``roi`` = ``"all ROIs"`` for the
+        mean over every ROI voxel (``/brain/alignment_layer``). Empty without per-layer data.
+        """
+        if self.alignment_layer is None:
+            return pd.DataFrame(columns=["seed", "step", "tokens", "layer", "roi", "alignment"])
+        seed, step, layer = np.meshgrid(np.arange(len(self.seeds)), np.arange(len(self.steps)),
+                                        np.arange(len(self.layers)), indexing="ij")
+        parts = [pd.DataFrame({"seed": self.seeds[seed.ravel()], "step": self.steps[step.ravel()],
+                               "tokens": self.tokens[step.ravel()], "layer": self.layers[layer.ravel()],
+                               "roi": "all ROIs", "alignment": self.alignment_layer.ravel()})]
+        if self.roi_mean_r is not None:
+            per_roi = self.roi_mean_r.mean(axis=3)  # (S, T, L, R): mean over subjects
+            for k, name in enumerate(self.roi_names):
+                parts.append(parts[0].assign(roi=name, alignment=per_roi[..., k].ravel()))
+        return pd.concat(parts, ignore_index=True)
 
     def frame(self) -> pd.DataFrame:
         """One row per checkpoint: step, tokens, seed-mean alignment, fit, phase name, seed-mean metrics."""
@@ -126,6 +152,9 @@ def load_trajectory(path: str | Path) -> Trajectory:
             alignment=brain["alignment"][()], measure=attr_text(brain["alignment"], "measure"), curves=curves,
             layers=handle["layers"][()] if "layers" in handle else np.empty(0, dtype=int),
             alignment_layer=brain["alignment_layer"][()] if "alignment_layer" in brain else None,
+            roi_names=read_strings(handle["roi_names"]) if "roi_names" in handle else [],
+            roi_mean_r=brain["roi_mean_r"][()] if "roi_mean_r" in brain else None,
+            alignment_roi=brain["alignment_roi"][()] if "alignment_roi" in brain else None,
             metrics={name: ds[()] for name, ds in metrics.items()},
             metric_kinds={name: attr_text(ds, "kind") for name, ds in metrics.items()},
             x=phases["x"][()], curve=phases["curve"][()], fitted=phases["fitted"][()], labels=phases["labels"][()],

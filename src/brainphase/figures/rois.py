@@ -1,0 +1,60 @@
+"""Alignment per ROI over training, and per ROI and layer at the last checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from brainphase.figures.data import FigureData
+from brainphase.figures.style import EXTRA_COLORS, add_caption, caption_lines, caption_text, new_figure, shade_phases, title, token_axis
+
+
+def _nanmean(values: np.ndarray, axis) -> np.ndarray:
+    finite = np.isfinite(values)
+    count = finite.sum(axis=axis)
+    return np.where(count > 0, np.where(finite, values, 0.0).sum(axis=axis) / np.maximum(count, 1), np.nan)
+
+
+def plot_rois(data: FigureData) -> Figure:
+    """Left: each ROI's alignment (held-out-chosen layer, seed mean) vs tokens, with the phases.
+    Right: ROI x layer heatmap of r at the last checkpoint (mean over seeds and subjects).
+
+    Works with one checkpoint (points instead of lines). Without ROIs: a note panel.
+    Artists (gids): ``roi-{k}`` lines, ``roi-layer-heatmap``.
+    """
+    caption = caption_text(data, "ROI values: mean r over the ROI's voxels, each subject at its held-out-chosen layer.")
+    n_lines = caption_lines(caption, 100)
+    figure = new_figure(11.0, 4.6 + 0.16 * n_lines)
+    if data.alignment_roi is None or not len(data.roi_names):
+        ax = figure.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no ROIs in these scores (alignment over all voxels)", ha="center", va="center",
+                transform=ax.transAxes, gid="no-rois")
+        ax.set_axis_off()
+        title(figure, data, "alignment per ROI")
+        return figure
+    grid = figure.add_gridspec(2, 2, height_ratios=[4.2, 0.2 + 0.16 * n_lines], width_ratios=[1.5, 1.0])
+    ax = figure.add_subplot(grid[0, 0])
+    per_roi = _nanmean(data.alignment_roi, axis=0)  # (T, R)
+    colors = [f"C{k}" for k in range(10)] + list(EXTRA_COLORS)
+    for k, name in enumerate(data.roi_names):
+        ax.plot(data.x, per_roi[:, k], marker="o", markersize=3, linewidth=1.2, color=colors[k % len(colors)],
+                label=name, gid=f"roi-{k}")
+    token_axis(ax, data)
+    shade_phases(ax, data)
+    ax.set_ylabel("alignment (r), mean over seeds")
+    ax.legend(fontsize=7.5, loc="best", ncols=2 if len(data.roi_names) > 6 else 1)
+    heat = figure.add_subplot(grid[0, 1])
+    if data.roi_mean_r is not None:
+        last = _nanmean(data.roi_mean_r[:, -1], axis=0).mean(axis=1)  # (L, R): seeds, then subjects
+        image = heat.imshow(last.T, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
+                            gid="roi-layer-heatmap")
+        figure.colorbar(image, ax=heat, label="r")
+        heat.set_xticks(np.arange(len(data.layers)), [str(layer) for layer in data.layers], fontsize=8)
+        heat.set_yticks(np.arange(len(data.roi_names)), data.roi_names, fontsize=8)
+        heat.set_xlabel("layer (0 = embeddings)")
+        heat.set_title(f"per layer at step {int(data.steps[-1])}", fontsize=9)
+    else:
+        heat.set_axis_off()
+    add_caption(figure, figure.add_subplot(grid[1, :]), caption, 100)
+    title(figure, data, "alignment per ROI")
+    return figure

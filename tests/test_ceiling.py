@@ -67,3 +67,18 @@ def test_bad_shapes_are_input_errors():
         ceiling_from_repeats(np.zeros((1, 10, 3)))
     with pytest.raises(InputError, match="at least 2 subjects"):
         reliability_from_isc(np.zeros(3), 1)
+
+
+def test_group_ceiling_is_not_biased_up_on_voxels_without_shared_signal():
+    """27 subjects, 300 volumes: noise voxels get a group ceiling near 0 (clipped-then-averaged gives ~0.3)."""
+    rng = np.random.default_rng(5)
+    n_subjects, n_trs = 27, 300
+    signal = rng.normal(size=(n_trs, 100))
+    noise_voxels = rng.normal(size=(n_subjects, n_trs, 100))
+    signal_voxels = signal[None] + rng.normal(0, 2.0, (n_subjects, n_trs, 100))  # single-subject reliability 0.2
+    subjects, group = ceiling_loso(np.concatenate([noise_voxels, signal_voxels], axis=2), with_group=True)
+    clipped_then_averaged = ceiling_of_average(subjects[:, :100])
+    assert clipped_then_averaged.mean() > 0.2  # the bias this estimator avoids
+    assert np.median(group[:100]) < 0.05
+    planted = np.sqrt(n_subjects * 0.2 / (1 + (n_subjects - 1) * 0.2))
+    assert np.median(group[100:]) == pytest.approx(planted, abs=0.03)

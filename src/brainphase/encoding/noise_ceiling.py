@@ -11,7 +11,7 @@ recomputes it (:func:`scored_ceilings`):
   (:func:`brainphase.fmri.ceiling.ceiling_loso`) over **all** real subjects of
   ``responses.h5`` (whatever ``--subjects`` selects: the ceiling of one subject does not
   depend on which others are encoded), on their scored rows; the pseudo-subject ``average``
-  gets :func:`brainphase.fmri.ceiling.ceiling_of_average` of those.
+  gets the group ceiling of :func:`brainphase.fmri.ceiling.ceiling_loso` (signed reliabilities averaged).
 * ``ceiling_method = repeats``: when every run of every real subject has its single cleaned
   repeats as ``/subjects/{sub}/runs/{run}/repeats`` (n_repeats, n_trs, n_voxels), the
   signal-power ceiling (:func:`brainphase.fmri.ceiling.ceiling_from_repeats`) is recomputed
@@ -114,6 +114,7 @@ def scored_ceilings(
     n_rows = first.shape[0]
     block = max(1, min(n_targets, CEILING_BUDGET_FLOATS // (len(subjects) * n_rows)))
     ceilings = np.empty((len(subjects), n_targets))
+    group = np.empty(n_targets)
     for start in range(0, n_targets, block):
         stop = min(start + block, n_targets)
         parts = [np.asarray(responses_of(s, start, stop), dtype=np.float64) for s in subjects]
@@ -121,10 +122,10 @@ def scored_ceilings(
         if len(rows) != 1:
             raise InputError(f"{path}: subjects have different numbers of scored rows {sorted(rows)}; "
                              "a leave-one-subject-out ceiling needs the same stimulus rows for every subject")
-        ceilings[:, start:stop] = ceiling_loso(np.stack(parts))
+        ceilings[:, start:stop], group[start:stop] = ceiling_loso(np.stack(parts), with_group=True)
     result = {s: ceilings[i] for i, s in enumerate(subjects)}
     if GROUP_SUBJECT in resp["subjects"]:
-        result[GROUP_SUBJECT] = ceiling_of_average(ceilings)
+        result[GROUP_SUBJECT] = group
     null_level = null_ceiling_level(n_rows, len(subjects))
     if floor < null_level:
         logger.warning(

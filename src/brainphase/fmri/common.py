@@ -250,6 +250,7 @@ def write_ceilings(out, scratch, subjects: list[str], runs: list[str], repeats: 
     if method == "none":
         return
     ceilings = np.zeros((len(subjects), n_voxels), np.float32)
+    group = np.zeros(n_voxels, np.float32)
     for start in range(0, n_voxels, CEILING_BLOCK):
         stop = min(start + CEILING_BLOCK, n_voxels)
         if method == "repeats":
@@ -260,11 +261,12 @@ def write_ceilings(out, scratch, subjects: list[str], runs: list[str], repeats: 
         else:
             stacked = np.stack([np.concatenate([out[f"subjects/{s}/runs/{r}/bold"][:, start:stop] for r in runs])
                                 for s in subjects])  # (n_subjects, n_trs_total, block)
-            ceilings[:, start:stop] = ceiling_loso(stacked)
+            ceilings[:, start:stop], group[start:stop] = ceiling_loso(stacked, with_group=True)
     for s, subject in enumerate(subjects):
         out.create_dataset(f"subjects/{subject}/noise_ceiling", data=ceilings[s])
     if args.group_average:
         if method == "repeats":
             log.info("noise ceiling of 'average' from the repeat ceilings of the subjects")
-        out.create_dataset("subjects/average/noise_ceiling", data=ceiling_of_average(ceilings).astype(np.float32))
+            group = ceiling_of_average(ceilings).astype(np.float32)
+        out.create_dataset("subjects/average/noise_ceiling", data=group)
     log.info("noise ceiling (%s): median over voxels %.3f", method, float(np.nanmedian(ceilings)))

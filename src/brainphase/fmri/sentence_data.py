@@ -75,11 +75,11 @@ def load_sentences(args: argparse.Namespace) -> None:
         method = choose_ceiling(args.ceiling, subjects, ["sentences"], {})
         out.attrs["ceiling_method"] = method
         if method != "none":
-            from brainphase.fmri.ceiling import ceiling_loso, ceiling_of_average  # noqa: PLC0415
+            from brainphase.fmri.ceiling import ceiling_loso  # noqa: PLC0415
 
-            ceilings = ceiling_loso(np.stack([responses[s] for s in subjects]))
+            ceilings, group = ceiling_loso(np.stack([responses[s] for s in subjects]), with_group=True)
             for s, subject in enumerate(subjects):
                 out.create_dataset(f"subjects/{subject}/noise_ceiling", data=ceilings[s].astype(np.float32))
             if args.group_average:
-                out.create_dataset("subjects/average/noise_ceiling", data=ceiling_of_average(ceilings).astype(np.float32))
+                out.create_dataset("subjects/average/noise_ceiling", data=group.astype(np.float32))
     log.info("wrote %s: %d subjects x %d sentences, %d targets", args.out, len(subjects), len(sentences), len(columns))

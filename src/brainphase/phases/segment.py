@@ -192,25 +192,36 @@ class _Fitter:
         self.hinges = np.maximum(0.0, x[None, :] - cands[:, None])
         self.weighted_hinges = self.hinges * w[None, :]
         self.hinge_norms = np.einsum("mn,mn->m", self.weighted_hinges, self.hinges)
+        self._projections: dict[bytes, tuple] = {}  # fixed knots -> what gains() needs that does not depend on y
+
+    def _projection(self, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Design, (X'WX)^-1 and the hinge denominators of the model with knots ``fixed`` (cached: they
+        depend only on x, w and the knots, so resampled curves on the same checkpoints share them)."""
+        key = np.asarray(fixed, dtype=np.float64).tobytes()
+        if key not in self._projections:
+            if len(self._projections) > 4096:
+                self._projections.clear()
+            design = _design(self.x, fixed)
+            gram = design.T @ (design * self.w[:, None])
+            try:
+                gram_inv = np.linalg.inv(gram)
+            except np.linalg.LinAlgError:
+                gram_inv = np.linalg.pinv(gram)
+            cross = self.weighted_hinges @ design  # (m, p)
+            den = self.hinge_norms - np.einsum("mp,pq,mq->m", cross, gram_inv, cross)
+            self._projections[key] = (design, gram_inv, den)
+        return self._projections[key]
 
     def chi2(self, knots: np.ndarray) -> float:
         return _wls(self.x, self.y, self.w, np.sort(knots))[1]
 
     def gains(self, fixed: np.ndarray) -> np.ndarray:
         """Chi² decrease from adding each candidate hinge to the model with knots ``fixed``."""
-        x, y, w = self.x, self.y, self.w
-        design = _design(x, fixed)
-        gram = design.T @ (design * w[:, None])
-        try:
-            gram_inv = np.linalg.inv(gram)
-        except np.linalg.LinAlgError:
-            gram_inv = np.linalg.pinv(gram)
+        y, w = self.y, self.w
+        design, gram_inv, den = self._projection(fixed)
         coef = gram_inv @ (design.T @ (w * y))
         resid = y - design @ coef
-        hw = self.weighted_hinges
-        num = (hw @ resid) ** 2
-        cross = hw @ design  # (m, p)
-        den = self.hinge_norms - np.einsum("mp,pq,mq->m", cross, gram_inv, cross)
+        num = (self.weighted_hinges @ resid) ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
             gain = np.where(den > 1e-12 * np.maximum(1.0, np.abs(num)), num / den, 0.0)
         return gain
@@ -369,6 +380,19 @@ def knot_cost(x: np.ndarray, sigma: float | np.ndarray, min_points: int = DEFAUL
     return float(np.quantile(gain.max(axis=1), 1.0 - false_boundary_rate))
 
 
+_FITTERS: dict[bytes, _Fitter] = {}
+
+
+def _fitter(x: np.ndarray, w: np.ndarray, min_points: int) -> _Fitter:
+    """A :class:`_Fitter` for these checkpoints and weights, reused across curves (bootstrap resamples)."""
+    key = x.tobytes() + w.tobytes() + bytes([min_points % 256])
+    if key not in _FITTERS:
+        if len(_FITTERS) > 8:
+            _FITTERS.clear()
+        _FITTERS[key] = _Fitter(x, np.zeros_like(x), w, min_points)
+    return _FITTERS[key]
+
+
 def segment_curve(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray,
                   max_segments: int = DEFAULT_MAX_SEGMENTS, min_points: int = DEFAULT_MIN_POINTS,
                   cost: float | None = None) -> Segmentation:
@@ -406,7 +430,8 @@ def segment_curve(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray,
     n = len(xs)
     if n < 2:
         raise InputError(f"the curve has {n} finite points; a segmentation needs at least 2")
-    fitter = _Fitter(xs, ys, ws, min_points)
+    fitter = _fitter(xs, ws, min_points)
+    fitter.y = ys
     fitter.dp_tables(max_segments)
     chi2 = np.full(max_segments, np.inf)
     knots_by_k: list = [np.empty(0)] + [None] * (max_segments - 1)

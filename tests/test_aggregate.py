@@ -262,3 +262,25 @@ def test_aggregate_other_bad_inputs(tmp_path):
     assert not (tmp_path / "m.h5").exists()
 
 
+
+
+def test_beyond_baselines_falls_back_to_the_partitioned_layer(tmp_path):
+    """encode.partition_layers: best partitions one layer; the others are NaN."""
+    rng = np.random.default_rng(4)
+    scores = []
+    for step in (0, 10):
+        r = rng.uniform(0.0, 0.1, (len(LAYERS), len(SUBJECTS), N_VOXELS))
+        r[0] += 0.2  # layer position 0 is best for every subject
+        unique = np.full((len(LAYERS), len(SUBJECTS), N_VOXELS), np.nan)
+        unique[2] = 0.05  # only the last layer was partitioned
+        scores.append(tmp_path / f"s{step}.h5")
+        write_scores(scores[-1], 0, step, step, r, unique_r2=unique)
+    write_responses(tmp_path / "responses.h5")
+    aggregate(scores, [], tmp_path / "m.h5", responses_path=tmp_path / "responses.h5")
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        np.testing.assert_allclose(f["brain/alignment_beyond_baselines"][()], 0.05, rtol=1e-6)
+    bad = tmp_path / "bad.h5"
+    write_scores(bad, 0, 20, 20, rng.uniform(size=(len(LAYERS), len(SUBJECTS), N_VOXELS)),
+                 unique_r2=np.zeros((len(LAYERS), len(SUBJECTS) + 1, N_VOXELS)))
+    with pytest.raises(InputError, match="group-average pseudo-subject belongs under /group"):
+        aggregate([*scores, bad], [], tmp_path / "m2.h5", responses_path=tmp_path / "responses.h5")

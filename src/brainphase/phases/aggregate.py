@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -287,6 +288,13 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
             r = handle["r"][()]
             roi_mean_r = handle["roi_mean_r"][()]
             extra = {name: handle[name][()] for name in layout.optional}
+        for name, values in extra.items():
+            expected = (n_layers, layout.n_voxels)
+            if name != "group/r" and values.shape != (n_layers, n_subjects, layout.n_voxels):
+                raise InputError(f"{path}: /{name} has shape {values.shape} but /r has {(n_layers, n_subjects, layout.n_voxels)} "
+                                 "(layers, subjects, voxels); the group-average pseudo-subject belongs under /group")
+            if name == "group/r" and values.shape != expected:
+                raise InputError(f"{path}: /group/r has shape {values.shape}, expected {expected} (layers, voxels)")
         if roi_mean_r.shape != (n_layers, n_subjects, n_rois):
             raise InputError(f"{path}: /roi_mean_r has shape {roi_mean_r.shape}, expected {(n_layers, n_subjects, n_rois)}")
         if n_rois:
@@ -322,7 +330,14 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
     if "layer_subject_r_normalized" in brain:
         per_subject["heldout_layer_normalized"] = at_chosen(brain["layer_subject_r_normalized"])
     if "layer_subject_unique_r2" in brain:
-        per_subject["beyond_baselines"] = at_chosen(brain["layer_subject_unique_r2"])
+        # at each subject's held-out-chosen layer; where that layer was not partitioned
+        # (encode.partition_layers: best or a list), the mean over the partitioned layers
+        unique = brain["layer_subject_unique_r2"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            partitioned_mean = np.nanmean(unique, axis=2)
+        chosen = at_chosen(unique)
+        per_subject["beyond_baselines"] = np.where(np.isfinite(chosen), chosen, partitioned_mean)
     for measure, values in per_subject.items():
         brain[f"alignment_{measure}_subject"] = values
         brain[f"alignment_{measure}"] = values.mean(axis=-1)

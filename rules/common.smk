@@ -64,14 +64,12 @@ def checkpoint_options(wildcards):
 def tasks_text(model):
     """Held-out text of the task metrics of ``model``, or None when it gets none.
 
-    ``tasks.text`` if set; else the corpus's valid.txt, except for a pretrained model of a
-    sentence-level run (no demo corpus is downloaded for it).
+    ``tasks.text`` if set; else the corpus's valid.txt for models trained here (the demo), and
+    nothing for pretrained models (your own data never pulls in the demo corpus).
     """
     if config["tasks"].get("text"):
         return config["tasks"]["text"]
-    if SENTENCES and not PLANS[model].trained:
-        return None
-    return f"{R}/corpus/valid.txt"
+    return f"{R}/corpus/valid.txt" if PLANS[model].trained else None
 
 
 def per_step_files(kind):

@@ -37,6 +37,7 @@ from brainphase.config import schema_default
 from brainphase.encoding import baselines as base
 from brainphase.encoding import features as feats
 from brainphase.encoding.banded import BandedRidgeCV, ratio_grid, variance_partition
+from brainphase.encoding.noise_ceiling import GROUP_SUBJECT
 from brainphase.encoding.ridge import RidgeCV, nested_cv_predict
 from brainphase.encoding.scoring import pearson_columns, r2_columns
 from brainphase.errors import InputError
@@ -253,17 +254,28 @@ class BaselinePartition:
         with h5py.File(self.args.responses, "r") as resp:
             labels, names = read_rois(resp, self.r.shape[-1], self.args.responses)
         roi = lambda values: roi_means(values, labels, len(names)).astype(np.float32)  # noqa: E731
-        return {
-            "baselines/roi_mean_r": roi(self.r),
-            "variance_partition/roi_mean_unique_r2": roi(self.unique_r2),
-            "variance_partition/roi_mean_shared_r2": roi(self.shared_r2),
-            "variance_partition/roi_mean_joint_r2": roi(self.joint_r2),
+        per_subject = {  # name -> (values, subject axis)
+            "baselines/roi_mean_r": (roi(self.r), 0),
+            "variance_partition/roi_mean_unique_r2": (roi(self.unique_r2), 1),
+            "variance_partition/roi_mean_shared_r2": (roi(self.shared_r2), 1),
+            "variance_partition/roi_mean_joint_r2": (roi(self.joint_r2), 1),
+            "baselines/r": (self.r, 0),
+            "baselines/r2": (self.r2, 0),
+            "variance_partition/unique_r2": (self.unique_r2, 1),
+            "variance_partition/shared_r2": (self.shared_r2, 1),
+            "variance_partition/joint_r2": (self.joint_r2, 1),
+        }
+        # the group-average pseudo-subject goes under /group, as the layers' scores (encoding/output.py)
+        real = [i for i, s in enumerate(self.subjects) if s != GROUP_SUBJECT]
+        group = self.subjects.index(GROUP_SUBJECT) if GROUP_SUBJECT in self.subjects else None
+        datasets = {}
+        for name, (values, axis) in per_subject.items():
+            datasets[name] = np.take(values, real, axis=axis)
+            if group is not None:
+                datasets[f"group/{name}"] = np.take(values, group, axis=axis)
+        datasets.update({
             "baselines/names": string_array(self.names),
-            "baselines/r": self.r,
-            "baselines/r2": self.r2,
-            "variance_partition/unique_r2": self.unique_r2,
-            "variance_partition/shared_r2": self.shared_r2,
-            "variance_partition/joint_r2": self.joint_r2,
             "variance_partition/partitioned": np.isfinite(self.joint_r2).any(axis=(1, 2)),
             "variance_partition/band_ratios": np.asarray(self.args.banded_ratios, dtype=np.float64),
-        }
+        })
+        return datasets

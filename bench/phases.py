@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from brainphase.io import atomic_h5, provenance, string_array  # noqa: E402
 from brainphase.phases import planted  # noqa: E402
 from brainphase.phases.cli import phases  # noqa: E402
-from brainphase.phases.label import noise_sigma  # noqa: E402
+from brainphase.phases.label import segment_trajectory  # noqa: E402
 from brainphase.phases.segment import segment_curve  # noqa: E402
 
 N_SEEDS, N_LAYERS, N_SUBJECTS = 10, 8, 3
@@ -92,8 +92,7 @@ def accuracy(cases: list[dict], oracle: bool = False) -> float:
             knots = (segment_curve(case["x"], curve, case["seed_mean_se"], max_segments=case["n_segments"],
                                    cost=-1e9).knots if case["n_segments"] > 1 else np.empty(0))
         else:
-            sigma, _ = noise_sigma(case["x"], case["alignment"], None)
-            knots = segment_curve(case["x"], curve, sigma).knots
+            knots = segment_trajectory(case["x"], case["alignment"])[0].knots
         correct.append(planted.score_case(case, knots)["correct"])
     return float(np.mean(correct))
 

@@ -157,7 +157,7 @@ def test_one_subject_chooses_the_layer_on_the_other_half_of_the_voxels():
 
 def test_group_average_and_unique_variance_are_separate_quantities(tmp_path):
     rng = np.random.default_rng(3)
-    scores, tasks = [], []
+    scores = []
     for step in (0, 10):
         r = rng.uniform(0.0, 0.1, (len(LAYERS), len(SUBJECTS), N_VOXELS))
         group_r = np.full((len(LAYERS), N_VOXELS), 0.35)

@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 
 from brainphase.phases import planted
-from brainphase.phases.label import analyse_trajectory, noise_sigma
+from brainphase.phases.label import analyse_trajectory, segment_trajectory
 from brainphase.phases.segment import log_token_axis, segment_curve
 
 SEED = 2026
@@ -50,8 +50,7 @@ def seed_mean(alignment: np.ndarray) -> np.ndarray:
 def estimated_knots(case: dict) -> np.ndarray:
     """Knots found by the method with the noise estimate :func:`analyse_trajectory` uses
     (checked equal to analyse_trajectory's in :func:`test_harness_matches_analyse_trajectory`)."""
-    sigma, _ = noise_sigma(case["x"], case["alignment"], None)
-    return segment_curve(case["x"], seed_mean(case["alignment"]), sigma).knots
+    return segment_trajectory(case["x"], case["alignment"])[0].knots
 
 
 def oracle_knots(case: dict) -> np.ndarray:

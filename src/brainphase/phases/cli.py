@@ -181,7 +181,7 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
     if table:
         data = read_table(source, list(discontinuous), list(lower_is_better))
         settings["measure"] = "table"
-        subject_alignment, curves = None, {"alignment": data["alignment"]}
+        subject_alignment = None
         attrs = provenance("phases", config, [source], model_id=source.stem, simulated=False,
                            n_seeds=len(data["seeds"]), n_steps=len(data["steps"]))
     else:

@@ -157,6 +157,46 @@ def noise_sigma(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndar
     return sigma, source
 
 
+def noise_dof(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndarray | None) -> float:
+    """Degrees of freedom of :func:`noise_sigma`'s estimate (seeds x checkpoints interaction, or subjects,
+    or about 0.6 n for the median of pseudo-residuals)."""
+    finite = int(np.isfinite(_nanmean(alignment, axis=0)).sum())
+    if alignment.shape[0] >= 2:
+        return float((alignment.shape[0] - 1) * (finite - 1))
+    if subject_alignment is not None and subject_alignment.shape[2] >= 2:
+        return float((subject_alignment.shape[2] - 1) * (finite - 1))
+    return max(0.6 * (finite - 2), 1.0)
+
+
+def segment_trajectory(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndarray | None = None,
+                       max_segments: int = DEFAULT_MAX_SEGMENTS, min_points: int = DEFAULT_MIN_POINTS,
+                       false_boundary_rate: float = DEFAULT_FALSE_BOUNDARY_RATE) -> tuple[Segmentation, np.ndarray, str, float]:
+    """The pooled segmentation of :func:`analyse_trajectory`, without names or bootstrap.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_steps,)
+        log10 tokens (:func:`~brainphase.phases.segment.log_token_axis`).
+    alignment : ndarray, shape (n_seeds, n_steps)
+    subject_alignment : ndarray, shape (n_seeds, n_steps, n_subjects), optional
+
+    Returns
+    -------
+    segmentation : Segmentation
+        Of the seed-mean curve.
+    sigma : ndarray, shape (n_steps,)
+    noise_source : str
+    cost : float
+        Chi² cost of one knot (:func:`~brainphase.phases.segment.knot_cost` with the noise estimate's dof).
+    """
+    curve = _nanmean(alignment, axis=0)
+    finite = np.isfinite(curve)
+    sigma, source = noise_sigma(x, alignment, subject_alignment)
+    cost = knot_cost(x[finite], sigma[finite], min_points, false_boundary_rate,
+                     noise_dof=noise_dof(x, alignment, subject_alignment))
+    return segment_curve(x, curve, sigma, max_segments, min_points, cost), sigma, source, cost
+
+
 def segment_labels(x: np.ndarray, knots: np.ndarray, names: list[str]) -> np.ndarray:
     """Label code (index into :data:`LABEL_NAMES`) of each checkpoint; a checkpoint on a knot goes to the earlier segment."""
     segment = np.searchsorted(np.sort(knots), x, side="left")
@@ -381,10 +421,9 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
                         x, curve, alignment.shape[0])
     x = log_token_axis(tokens)
     z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
-    sigma, noise_source = noise_sigma(x, alignment, subject_alignment)
-    finite = np.isfinite(curve)
-    cost = knot_cost(x[finite], sigma[finite], min_points, false_boundary_rate)
-    seg = segment_curve(x, curve, sigma, max_segments, min_points, cost)
+    seg, sigma, noise_source, cost = segment_trajectory(x, alignment, subject_alignment, max_segments, min_points,
+                                                        false_boundary_rate)
+    dof = noise_dof(x, alignment, subject_alignment)
     trends = _segment_trends(seg, z, x, curve, sigma, min_points)
     names = name_segments(trends)
     segments = _segment_table(x, tokens, steps, seg, names, trends, z)
@@ -433,7 +472,8 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
             seed_labels.append(np.full(len(x), UNDETERMINED, np.int8))
             agreement.append(np.nan)
             continue
-        seed_cost = knot_cost(x[np.isfinite(own)], single_sigma[np.isfinite(own)], min_points, false_boundary_rate)
+        seed_cost = knot_cost(x[np.isfinite(own)], single_sigma[np.isfinite(own)], min_points, false_boundary_rate,
+                              noise_dof=dof)
         seed_seg = segment_curve(x, own, single_sigma, max_segments, min_points, seed_cost)
         seed_trends = _segment_trends(seed_seg, z, x, own, single_sigma, min_points)
         seed_names = name_segments(seed_trends)

@@ -338,7 +338,7 @@ class _Fitter:
 
 def knot_cost(x: np.ndarray, sigma: float | np.ndarray, min_points: int = DEFAULT_MIN_POINTS,
               false_boundary_rate: float = DEFAULT_FALSE_BOUNDARY_RATE, n_simulations: int = N_NULL_SIMULATIONS,
-              seed: int = 0) -> float:
+              seed: int = 0, noise_dof: float | None = None) -> float:
     """Chi² decrease one knot must beat: its null quantile on noise around a straight line.
 
     Parameters
@@ -353,6 +353,10 @@ def knot_cost(x: np.ndarray, sigma: float | np.ndarray, min_points: int = DEFAUL
     n_simulations : int
     seed : int
         Seed of the simulations (deterministic result).
+    noise_dof : float, optional
+        Degrees of freedom of the estimate of ``sigma``: each simulated gain is divided by an
+        independent ``chi²(dof) / dof`` draw, as chi² computed with an estimated sigma is (an
+        F rather than a chi² statistic); None = sigma known.
 
     Returns
     -------
@@ -376,8 +380,11 @@ def knot_cost(x: np.ndarray, sigma: float | np.ndarray, min_points: int = DEFAUL
     noise = np.random.default_rng(seed).normal(size=(n_simulations, len(x))) * sigma
     residual = noise - ((noise * w) @ design @ gram_inv) @ design.T
     with np.errstate(divide="ignore", invalid="ignore"):
-        gain = np.where(den > 1e-12, (residual @ hw.T) ** 2 / den, 0.0)
-    return float(np.quantile(gain.max(axis=1), 1.0 - false_boundary_rate))
+        gain = np.where(den > 1e-12, (residual @ hw.T) ** 2 / den, 0.0).max(axis=1)
+    if noise_dof is not None and np.isfinite(noise_dof):
+        rng = np.random.default_rng([seed, 1])
+        gain = gain / (rng.chisquare(noise_dof, n_simulations) / noise_dof)
+    return float(np.quantile(gain, 1.0 - false_boundary_rate))
 
 
 _FITTERS: dict[bytes, _Fitter] = {}

@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from brainphase.config import schema_default
 from brainphase.errors import InputError
 from brainphase.fmri.planted import (  # noqa: F401 (re-exported: the simulator's feature API)
     BASELINE_COLUMNS,
@@ -209,18 +210,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stimulus", required=True, type=Path, help="stimulus_words.tsv (run, word_index, word, onset, offset)")
     parser.add_argument("--corpus-dir", required=True, type=Path, help="folder with train.txt (word statistics)")
     parser.add_argument("--out-dir", required=True, type=Path, help="BIDS derivatives root to write (replaced atomically)")
-    parser.add_argument("--n-subjects", type=int, default=3)
-    parser.add_argument("--tr", type=float, default=2.0, help="repetition time (s)")
-    parser.add_argument("--resolution-mm", type=float, default=6.0,
-                        help="isotropic voxel size of the MNI grid (whole mm; 6 keeps a 2-core machine fast)")
-    parser.add_argument("--snr", type=float, default=1.0,
+    parser.add_argument("--n-subjects", type=int, default=schema_default("fmri.simulate.n_subjects"))
+    parser.add_argument("--tr", type=float, default=schema_default("fmri.simulate.tr"), help="repetition time (s)")
+    parser.add_argument("--resolution-mm", type=float, default=schema_default("fmri.simulate.resolution_mm"),
+                        help="isotropic voxel size of the MNI grid (whole mm; default %(default)s keeps a 2-core machine fast)")
+    parser.add_argument("--snr", type=float, default=schema_default("fmri.simulate.snr"),
                         help="signal std / noise std at the centre of a full-amplitude region (default 1: ceiling r 0.71)")
-    parser.add_argument("--lexical-share", type=float, default=0.7,
+    parser.add_argument("--lexical-share", type=float, default=schema_default("fmri.simulate.lexical_share"),
                         help="share of each signal voxel's variance carried by the lexical features (rest: semantic)")
     parser.add_argument("--baseline-share", type=float, default=None,
                         help="share carried by the baseline features (rate, length, frequency, phoneme count); the "
                              "rest by residualised surprisal + embedding (default: unset, the --lexical-share split)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=schema_default("fmri.simulate.seed"))
     parser.add_argument("--task", default="listening")
 
 

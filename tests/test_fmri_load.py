@@ -280,6 +280,9 @@ def test_repeated_runs_are_averaged_with_a_repeat_ceiling(tmp_path):
     with h5py.File(tmp_path / "r.h5", "r") as responses:
         assert responses.attrs["ceiling_method"] == "repeats" and responses.attrs["tr"] == 1.5
         assert responses["subjects/sub-01/runs/s"].attrs["n_repeats"] == 2
+        repeats = responses["subjects/sub-01/runs/s/repeats"][()]  # kept for encode's ceiling on the scored rows
+        np.testing.assert_allclose(repeats.mean(axis=0), responses["subjects/sub-01/runs/s/bold"][()], atol=1e-5)
+        assert repeats.shape == (2, n_trs, 60)
         ceiling = responses["subjects/sub-01/noise_ceiling"][()]
         average_ceiling = responses["subjects/average/noise_ceiling"][()]
     assert ceiling.shape == (60,) and abs(ceiling.mean() - np.sqrt(1 / 1.5)) < 0.02  # mean of 2 repeats: S / (S + 1/2)

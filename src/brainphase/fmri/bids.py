@@ -288,7 +288,9 @@ def load_bids(args: argparse.Namespace) -> None:
 
 def write_clean_run(out, scratch, subject: str, run: str, bold_runs: list[BoldRun], columns: np.ndarray,
                     strategies: list[str], tr: float, args: argparse.Namespace) -> list[str]:
-    """Clean every repeat of one run in voxel blocks; store the mean; return the scratch keys of the cleaned repeats."""
+    """Clean every repeat of one run in voxel blocks; store the mean, and the single cleaned repeats as
+    ``/subjects/{sub}/runs/{run}/repeats`` (so ``encode`` can recompute the repeat ceiling on the rows it
+    scores); return the scratch keys of the cleaned repeats."""
     n_trs = {b.n_trs for b in bold_runs}
     if len(n_trs) > 1:
         raise InputError(f"{subject} run {run}: repeats {[str(b.bold) for b in bold_runs]} have different lengths {sorted(n_trs)}")
@@ -300,6 +302,10 @@ def write_clean_run(out, scratch, subject: str, run: str, bold_runs: list[BoldRu
         values = run_confounds(b, strategies, b.n_trs, args.motion)
         confounds.append(None if values is None else values[args.dummy_scans:])
     clean_keys = []
+    stored_repeats = None
+    if len(bold_runs) > 1:
+        stored_repeats = out.create_dataset(f"subjects/{subject}/runs/{run}/repeats", shape=(len(bold_runs),) + dataset.shape,
+                                            dtype=np.float32, chunks=(1,) + dataset.chunks)
     for b in bold_runs:
         if len(bold_runs) > 1:
             clean_keys.append(f"clean/{subject}/{run}/{b.label}")
@@ -312,6 +318,7 @@ def write_clean_run(out, scratch, subject: str, run: str, bold_runs: list[BoldRu
             total += cleaned
             if clean_keys:
                 scratch[clean_keys[k]][:, start:start + len(block)] = cleaned
+                stored_repeats[k, :, start:start + len(block)] = cleaned
         dataset[:, start:start + len(block)] = total / len(bold_runs)
     group = out[f"subjects/{subject}/runs/{run}"]
     group.attrs.update(run_timing(args, tr))

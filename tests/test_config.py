@@ -22,7 +22,7 @@ def test_demo_config_validates_and_gets_defaults():
     assert config["encode"]["trim_start"] == 5
     assert config["models"]["tiny-neox"]["train"]["lr"] == 0.003
     assert config["fmri"]["load"]["confounds"] == schema_default("fmri.load.confounds")
-    assert config["extract"]["context_tokens"] == 64 != schema_default("extract.context_tokens")  # set by the demo
+    assert config["extract"]["context_tokens"] == 32 != schema_default("extract.context_tokens")  # set by the demo
 
 
 @pytest.mark.parametrize("name", ["pythia.yaml", "olmo.yaml", "scaling.yaml"])

@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from brainphase.figures.curves import seed_mean
 from brainphase.figures.data import FigureData
 from brainphase.figures.style import EXTRA_COLORS, add_caption, caption_lines, caption_text, new_figure, shade_phases, title, token_axis
-
-
-def _nanmean(values: np.ndarray, axis) -> np.ndarray:
-    finite = np.isfinite(values)
-    count = finite.sum(axis=axis)
-    return np.where(count > 0, np.where(finite, values, 0.0).sum(axis=axis) / np.maximum(count, 1), np.nan)
 
 
 def plot_rois(data: FigureData) -> Figure:
@@ -34,7 +29,7 @@ def plot_rois(data: FigureData) -> Figure:
         return figure
     grid = figure.add_gridspec(2, 2, height_ratios=[4.2, 0.2 + 0.16 * n_lines], width_ratios=[1.5, 1.0])
     ax = figure.add_subplot(grid[0, 0])
-    per_roi = _nanmean(data.alignment_roi, axis=0)  # (T, R)
+    per_roi = seed_mean(data.alignment_roi)  # (T, R)
     colors = [f"C{k}" for k in range(10)] + list(EXTRA_COLORS)
     for k, name in enumerate(data.roi_names):
         ax.plot(data.x, per_roi[:, k], marker="o", markersize=3, linewidth=1.2, color=colors[k % len(colors)],
@@ -45,7 +40,7 @@ def plot_rois(data: FigureData) -> Figure:
     ax.legend(fontsize=7.5, loc="best", ncols=2 if len(data.roi_names) > 6 else 1)
     heat = figure.add_subplot(grid[0, 1])
     if data.roi_mean_r is not None:
-        last = _nanmean(data.roi_mean_r[:, -1], axis=0).mean(axis=1)  # (L, R): seeds, then subjects
+        last = seed_mean(data.roi_mean_r[:, -1]).mean(axis=1)  # (L, R): seeds, then subjects
         image = heat.imshow(last.T, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
                             gid="roi-layer-heatmap")
         figure.colorbar(image, ax=heat, label="r")

@@ -26,7 +26,7 @@ from brainphase.config import schema_default
 from brainphase.errors import InputError
 from brainphase.io import atomic_h5, attr_text, open_h5, provenance, string_array
 from brainphase.phases.aggregate import MEASURES
-from brainphase.phases.label import LABEL_NAMES, TrajectoryPhases, analyse_trajectory
+from brainphase.phases.label import LABEL_NAMES, TrajectoryPhases, analyse_trajectory, quiet_nanmean
 
 logger = logging.getLogger(__name__)
 
@@ -204,8 +204,8 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
                                 settings["n_bootstrap"], settings["bootstrap_seed"])
     if result.status != "labelled":
         logger.warning("%s", result.summary)
-    curve = np.nanmean(data["alignment"], axis=0) if np.isfinite(data["alignment"]).any() else data["alignment"][0]
-    correlations = {name: correlate(curve, np.nanmean(values, axis=0)) for name, values in sorted(data["metrics"].items())}
+    curve = quiet_nanmean(data["alignment"], axis=0)
+    correlations = {name: correlate(curve, quiet_nanmean(values, axis=0)) for name, values in sorted(data["metrics"].items())}
     with atomic_h5(out, attrs) as handle:
         if table:
             for name in ("seeds", "steps", "tokens"):

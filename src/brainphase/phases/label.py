@@ -48,7 +48,7 @@ _ORDINALS = ("", "second ", "third ")
 _RESIDUAL_EXCESS = 1.5
 
 
-def _nanmean(values: np.ndarray, axis) -> np.ndarray:
+def quiet_nanmean(values: np.ndarray, axis) -> np.ndarray:
     """``np.nanmean`` that returns NaN for all-NaN slices (gaps) without a warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -128,7 +128,7 @@ def noise_sigma(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndar
     sigma : ndarray, shape (n_steps,)
     source : str
     """
-    curve = _nanmean(alignment, axis=0)
+    curve = quiet_nanmean(alignment, axis=0)
     finite = np.isfinite(curve)
     units, source = None, "curve pseudo-residuals"
     if alignment.shape[0] >= 2:
@@ -137,8 +137,8 @@ def noise_sigma(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndar
         units, source = subject_alignment[0].T, "subject spread"
     residual_sigma = pseudo_residual_sigma(x[finite], curve[finite])
     if units is not None:
-        dev = units - _nanmean(units, axis=0)[None, :]
-        dev = dev - _nanmean(dev, axis=1)[:, None]
+        dev = units - quiet_nanmean(units, axis=0)[None, :]
+        dev = dev - quiet_nanmean(dev, axis=1)[:, None]
         count = np.isfinite(units).sum(axis=0)
         n_units, n_points = units.shape[0], int(finite.sum())
         dof = max((n_units - 1) * (n_points - 1), 1)
@@ -160,7 +160,7 @@ def noise_sigma(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndar
 def noise_dof(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndarray | None) -> float:
     """Degrees of freedom of :func:`noise_sigma`'s estimate (seeds x checkpoints interaction, or subjects,
     or about 0.6 n for the median of pseudo-residuals)."""
-    finite = int(np.isfinite(_nanmean(alignment, axis=0)).sum())
+    finite = int(np.isfinite(quiet_nanmean(alignment, axis=0)).sum())
     if alignment.shape[0] >= 2:
         return float((alignment.shape[0] - 1) * (finite - 1))
     if subject_alignment is not None and subject_alignment.shape[2] >= 2:
@@ -189,7 +189,7 @@ def segment_trajectory(x: np.ndarray, alignment: np.ndarray, subject_alignment: 
     cost : float
         Chi² cost of one knot (:func:`~brainphase.phases.segment.knot_cost` with the noise estimate's dof).
     """
-    curve = _nanmean(alignment, axis=0)
+    curve = quiet_nanmean(alignment, axis=0)
     finite = np.isfinite(curve)
     sigma, source = noise_sigma(x, alignment, subject_alignment)
     cost = knot_cost(x[finite], sigma[finite], min_points, false_boundary_rate,
@@ -343,9 +343,9 @@ def _resample(rng: np.random.Generator, alignment: np.ndarray, subject_alignment
     if subject_alignment is not None and subject_alignment.shape[2] >= 2:
         seeds = rng.integers(n_seeds, size=n_seeds)
         subjects = rng.integers(subject_alignment.shape[2], size=subject_alignment.shape[2])
-        return _nanmean(subject_alignment[seeds][:, :, subjects], axis=(0, 2)), "seeds and subjects"
+        return quiet_nanmean(subject_alignment[seeds][:, :, subjects], axis=(0, 2)), "seeds and subjects"
     if n_seeds >= 2:
-        return _nanmean(alignment[rng.integers(n_seeds, size=n_seeds)], axis=0), "seeds"
+        return quiet_nanmean(alignment[rng.integers(n_seeds, size=n_seeds)], axis=0), "seeds"
     return fitted + rng.normal(0.0, sigma), "parametric (fit + Gaussian noise at the measured sigma)"
 
 
@@ -410,7 +410,7 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
     steps = np.arange(len(tokens)) if steps is None else np.asarray(steps)
     if alignment.shape[1] != len(tokens) or len(steps) != len(tokens):
         raise InputError(f"alignment has {alignment.shape[1]} checkpoints but tokens {len(tokens)} and steps {len(steps)}")
-    curve = _nanmean(alignment, axis=0)
+    curve = quiet_nanmean(alignment, axis=0)
     n_finite = int(np.isfinite(curve).sum())
     if n_finite < MIN_CHECKPOINTS:
         try:

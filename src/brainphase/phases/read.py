@@ -11,6 +11,7 @@ import pandas as pd
 
 from brainphase.io import attr_text, open_h5, read_strings
 from brainphase.phases.aggregate import MEASURES
+from brainphase.phases.label import quiet_nanmean
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Trajectory:
         data = {"step": self.steps, "tokens": self.tokens, "alignment": self.curve, "fitted": self.fitted,
                 "phase": names[self.labels]}
         for name, values in self.metrics.items():
-            data[name] = np.nanmean(values, axis=0) if np.isfinite(values).any() else values[0]
+            data[name] = quiet_nanmean(values, axis=0)
         return pd.DataFrame(data)
 
 

@@ -368,7 +368,7 @@ def knot_cost(x: np.ndarray, sigma: float | np.ndarray, min_points: int = DEFAUL
     x = np.asarray(x, dtype=np.float64)
     sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), x.shape)
     w = 1.0 / sigma ** 2
-    fitter = _Fitter(x, np.zeros_like(x), w, min_points)
+    fitter = _fitter(x, w, min_points)
     feasible = fitter.feasible_mask(np.empty(0))
     if not feasible.any():
         return float("inf")
@@ -543,7 +543,7 @@ def flat_segment_test(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray, k
     finite = np.isfinite(y)
     sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), np.shape(x))
     xs, ys, ws = x[finite], y[finite], 1.0 / sigma[finite] ** 2
-    candidates = _Fitter(xs, ys, ws, min_points).candidates
+    candidates = _fitter(xs, ws, min_points).candidates
     knots = np.sort(np.asarray(knots, dtype=float))
     free = float(_batched_chi2(_design(xs, knots)[None], ys, ws)[0])
     current, best = knots.copy(), float(_batched_chi2(_flat_design(xs, knots, segment)[None], ys, ws)[0])

@@ -68,23 +68,22 @@ def train_tokenizer(out_dir: Path, trim_offsets: bool = True) -> "object":
     return fast
 
 
-def build_model(vocab_size: int, seed: int = 0, max_positions: int = MAX_POSITIONS):
-    """A randomly initialised (seeded) GPT-NeoX causal LM with the test geometry."""
+def _seeded_model(config_class, model_class, vocab_size: int, seed: int, max_positions: int, **extra):
+    """A randomly initialised (seeded) model of the test geometry (:data:`N_LAYERS`, :data:`D_MODEL`)."""
     import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(seed)
-    config = GPTNeoXConfig(
-        vocab_size=vocab_size,
-        hidden_size=D_MODEL,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=max_positions,
-        rotary_pct=0.5,
-        tie_word_embeddings=False,
-    )
-    return GPTNeoXForCausalLM(config).eval()
+    config = config_class(vocab_size=vocab_size, hidden_size=D_MODEL, num_hidden_layers=N_LAYERS, num_attention_heads=4,
+                          intermediate_size=48, max_position_embeddings=max_positions, **extra)
+    return model_class(config).eval()
+
+
+def build_model(vocab_size: int, seed: int = 0, max_positions: int = MAX_POSITIONS):
+    """A randomly initialised (seeded) GPT-NeoX causal LM with the test geometry."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    return _seeded_model(GPTNeoXConfig, GPTNeoXForCausalLM, vocab_size, seed, max_positions, rotary_pct=0.5,
+                         tie_word_embeddings=False)
 
 
 def save_checkpoint(folder: Path, tokenizer, model, step: int = 16, seed: int = 3, tokens_seen: int = 4096) -> Path:
@@ -158,20 +157,9 @@ def train_wordpiece_tokenizer(out_dir: Path):
 
 def build_bert(vocab_size: int, seed: int = 0, max_positions: int = MAX_POSITIONS):
     """A randomly initialised (seeded) BERT masked LM with the test geometry."""
-    import torch
     from transformers import BertConfig, BertForMaskedLM
 
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=D_MODEL,
-        num_hidden_layers=N_LAYERS,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=max_positions,
-        pad_token_id=0,
-    )
-    return BertForMaskedLM(config).eval()
+    return _seeded_model(BertConfig, BertForMaskedLM, vocab_size, seed, max_positions, pad_token_id=0)
 
 
 @pytest.fixture(scope="session")

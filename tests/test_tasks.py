@@ -101,28 +101,38 @@ def test_cli_tasks_writes_metrics(tiny_checkpoint, tmp_path, capsys):
     text.write_text("\n".join(SENTENCES * 3), encoding="utf-8")
     out = tmp_path / "tasks" / "step16.h5"
     args = ["tasks", "--model", str(tiny_checkpoint), "--text", str(text), "--out", str(out), "--device", "cpu",
-            "--max-tokens", "300", "--seq-len", "100", "--model-id", "label", "--seed", "4"]
+            "--max-tokens", "300", "--seq-len", "100", "--model-id", "label", "--seed", "4", "--names", "heldout_text"]
     assert cli.main(args) == 0
     checkpoint = load_checkpoint(tiny_checkpoint, device="cpu")
     ids = checkpoint.tokenizer(text.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"]
     expected = evaluate(checkpoint.model, token_windows(ids, 64, 300), batch_size=1)  # seq-len clamped to 64
     with h5py.File(out, "r") as handle:
+        assert list(handle["metrics"]) == ["heldout_text"]
+        group = handle["metrics/heldout_text"]
         for metric in METRICS:
-            dataset = handle[f"metrics/{metric.name}"]
+            dataset = group[metric.name]
             assert dataset.shape == () and dataset.dtype == np.float64
             assert dataset[()] == pytest.approx(expected[metric.name], rel=1e-6)
             assert bool(dataset.attrs["higher_is_better"]) == metric.higher_is_better
             assert dataset.attrs["kind"] == metric.kind
+            per_window = handle[f"items/heldout_text/{metric.name}"][()]
+            assert per_window.shape == (5,)
+            # the mean over targets is the per-window means weighted by targets per window
+            weights = np.array([63, 63, 63, 63, 43])
+            assert np.average(per_window, weights=weights) == pytest.approx(expected[metric.name], rel=1e-6)
+        assert (group.attrs["seq_len"], group.attrs["n_targets"], group.attrs["n_items"]) == (64, expected["n_targets"], 5)
+        assert (group.attrs["family"], group.attrs["output_type"], group.attrs["source"]) == (
+            "next_token", "next_token", "valid.txt")
     attrs = read_attrs(out)
     assert (attrs["stage"], attrs["model_id"], attrs["seed"], attrs["step"]) == ("tasks", "label", 4, 16)
-    assert attrs["skipped"] == ""
-    assert (attrs["seq_len"], attrs["n_targets"]) == (64, expected["n_targets"])
+    assert attrs["skipped"] == "" and len(attrs["suite_sha256"]) == 64
     assert expected["n_targets"] == 300 - 5  # 64+64+64+64+44 tokens, one untargeted per window
 
     empty = tmp_path / "empty.txt"
     empty.write_text("  \n")
     bad_out = tmp_path / "bad.h5"
-    args = ["tasks", "--model", str(tiny_checkpoint), "--text", str(empty), "--out", str(bad_out), "--device", "cpu"]
+    args = ["tasks", "--model", str(tiny_checkpoint), "--text", str(empty), "--out", str(bad_out), "--device", "cpu",
+            "--names", "heldout_text"]
     assert cli.main(args) == 2
     assert "empty.txt: empty; pass the held-out text with --text" in capsys.readouterr().err
     assert not bad_out.exists()

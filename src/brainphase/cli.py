@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load-fmri": ("brainphase.fmri.load", "load preprocessed fMRI with nilearn into responses.h5"),
     "extract": ("brainphase.activations", "word-level activations of all layers of one checkpoint"),
     "encode": ("brainphase.encoding.cli", "ridge encoding models: held-out r per voxel, layer and subject"),
-    "tasks": ("brainphase.tasks", "task metrics (next-token accuracy, loss) of one checkpoint"),
+    "tasks": ("brainphase.tasks.cli", "task suite metrics (lm-eval format tasks, held-out text) of one checkpoint"),
     "aggregate": ("brainphase.phases.aggregate", "collect scores and task metrics over steps into metrics.h5"),
     "phases": ("brainphase.phases.cli", "segment alignment over log tokens and name the phases -> trajectory.h5"),
     "summary": ("brainphase.phases.cli", "print the alignment and phase summary of trajectory.h5 files"),

@@ -1,4 +1,4 @@
-"""``brainphase tasks``: next-token metrics of one checkpoint on held-out text.
+"""Task ``heldout_text``: next-token metrics of one checkpoint on held-out text.
 
 The text is tokenized once, cut to ``max_tokens`` tokens and split into non-overlapping
 windows of ``seq_len`` tokens (the last one may be shorter; a window needs 2 tokens).
@@ -27,14 +27,12 @@ the empty string in a file with metrics).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 
 import numpy as np
 
 from brainphase.errors import InputError
-from brainphase.io import atomic_h5, provenance, read_nonempty_text
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ def token_windows(token_ids: np.ndarray, seq_len: int, max_tokens: int) -> list[
 
 
 def target_statistics(logits, targets):
-    """Per-target sums of the metrics for one batch.
+    """Per-window sums of the metrics for one batch.
 
     Parameters
     ----------
@@ -84,45 +82,44 @@ def target_statistics(logits, targets):
 
     Returns
     -------
-    dict of float
-        Sums over the valid targets of ``next_token_accuracy``, ``loss``, ``target_prob`` and
-        ``brier``, and their count ``n_targets``.
+    dict of ndarray, each of shape (n_batch,)
+        Per-window sums over the valid targets of ``next_token_accuracy``, ``loss``,
+        ``target_prob`` and ``brier`` (float64), and their count ``n_targets`` (int64).
     """
     import torch
 
-    valid = targets != -100
-    logits = logits[valid].float()  # (n_targets, vocab)
-    target = targets[valid]
-    log_probs = torch.log_softmax(logits, dim=-1)
-    probs = log_probs.exp()
-    target_log_prob = log_probs.gather(1, target[:, None])[:, 0]
+    valid = targets != -100  # (n_batch, length)
+    safe_targets = targets.clamp(min=0)
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (n_batch, length, vocab)
+    target_log_prob = log_probs.gather(2, safe_targets[..., None])[..., 0]
     target_prob = target_log_prob.exp()
-    brier = (probs**2).sum(dim=-1) - 2 * target_prob + 1
-    return {
-        "next_token_accuracy": float((logits.argmax(dim=-1) == target).sum()),
-        "loss": float(-target_log_prob.double().sum()),
-        "target_prob": float(target_prob.double().sum()),
-        "brier": float(brier.double().sum()),
-        "n_targets": int(valid.sum()),
+    brier = (log_probs.exp() ** 2).sum(dim=-1) - 2 * target_prob + 1
+    per_position = {
+        "next_token_accuracy": (logits.argmax(dim=-1) == targets).double(),
+        "loss": -target_log_prob.double(),
+        "target_prob": target_prob.double(),
+        "brier": brier.double(),
     }
+    sums = {name: (values * valid).sum(dim=1).cpu().numpy() for name, values in per_position.items()}
+    return sums | {"n_targets": valid.sum(dim=1).cpu().numpy()}
 
 
-def evaluate(model, windows: list[np.ndarray], batch_size: int, pad_id: int = 0) -> dict[str, float]:
-    """Mean metrics over all targets of ``windows`` (see the module docstring).
+def window_statistics(model, windows: list[np.ndarray], batch_size: int, pad_id: int = 0,
+                      progress: str = "heldout_text") -> dict[str, np.ndarray]:
+    """Per-window sums of the metrics (see :func:`target_statistics`) over ``windows``.
 
     ``pad_id`` fills the (masked) padding after shorter windows.
 
     Returns
     -------
-    dict
-        One float per metric of :data:`METRICS`, plus ``n_targets``.
+    dict of ndarray, each of shape (n_windows,)
     """
     import torch
     from tqdm import tqdm
 
     device = next(model.parameters()).device
-    totals = {m.name: 0.0 for m in METRICS} | {"n_targets": 0}
-    for begin in tqdm(range(0, len(windows), batch_size), desc="tasks", unit="batch", leave=False):
+    parts = []
+    for begin in tqdm(range(0, len(windows), batch_size), desc=progress, unit="batch", leave=False):
         batch = windows[begin : begin + batch_size]
         width = max(len(w) for w in batch)
         input_ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
@@ -135,71 +132,64 @@ def evaluate(model, windows: list[np.ndarray], batch_size: int, pad_id: int = 0)
             targets[i, : len(ids) - 1] = ids[1:]
         with torch.inference_mode():
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-        for key, value in target_statistics(logits, targets.to(device)).items():
-            totals[key] += value
-    n_targets = totals.pop("n_targets")
-    return {name: value / n_targets for name, value in totals.items()} | {"n_targets": n_targets}
+        parts.append(target_statistics(logits, targets.to(device)))
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``brainphase tasks``."""
-    from brainphase.config import schema_default
-    from brainphase.models.labels import add_checkpoint_arguments
+def evaluate(model, windows: list[np.ndarray], batch_size: int, pad_id: int = 0) -> dict[str, float]:
+    """Mean metrics over all targets of ``windows`` (see the module docstring).
 
-    add_checkpoint_arguments(parser)
-    parser.add_argument("--text", required=True, help="held-out text (UTF-8), e.g. corpus/valid.txt")
-    parser.add_argument("--out", required=True, help="output tasks .h5")
-    parser.add_argument("--max-tokens", type=int, default=schema_default("tasks.max_tokens"),
-                        help="tokens of the text evaluated (default: %(default)s)")
-    parser.add_argument("--seq-len", type=int, default=schema_default("tasks.seq_len"),
-                        help="window length in tokens (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=schema_default("tasks.batch_size"),
-                        help="windows per forward pass (default: %(default)s)")
+    ``pad_id`` fills the (masked) padding after shorter windows.
+
+    Returns
+    -------
+    dict
+        One float per metric of :data:`METRICS`, plus ``n_targets``.
+    """
+    sums = window_statistics(model, windows, batch_size, pad_id)
+    n_targets = int(sums["n_targets"].sum())
+    return {m.name: float(sums[m.name].sum()) / n_targets for m in METRICS} | {"n_targets": n_targets}
 
 
-def main(args: argparse.Namespace) -> None:
-    """Run ``brainphase tasks``."""
+def heldout_metrics(checkpoint, text: str, source: str, max_tokens: int, seq_len: int,
+                    batch_size: int) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
+    """Held-out-text metrics of a loaded checkpoint (task ``heldout_text``).
+
+    Parameters
+    ----------
+    checkpoint : brainphase.models.checkpoints.Checkpoint
+    text : str
+        The held-out text; ``source`` names it in messages.
+    max_tokens, seq_len, batch_size : int
+        See the module docstring; ``seq_len`` is cut to the model's positions (logged).
+
+    Returns
+    -------
+    means : dict of float
+        Mean of each metric of :data:`METRICS` over all targets (as before the task suite).
+    items : dict of ndarray, each of shape (n_windows,)
+        Per-window means (the task's items are its windows).
+    attrs : dict
+        ``n_targets``, ``seq_len`` (used), ``n_windows``.
+    """
     from brainphase.models.architecture import pad_token_id
-    from brainphase.models.checkpoints import load_checkpoint
-    from brainphase.models.labels import cli_model_attrs
 
-    if args.max_tokens < 2 or args.seq_len < 2 or args.batch_size < 1:
-        raise InputError(
-            f"--max-tokens ({args.max_tokens}) and --seq-len ({args.seq_len}) must be >= 2, "
-            f"--batch-size ({args.batch_size}) >= 1"
-        )
-    text = read_nonempty_text(args.text, "pass the held-out text with --text (e.g. results/corpus/valid.txt)")
-    checkpoint = load_checkpoint(args.model, revision=args.revision, device=args.device)
-    model_labels = cli_model_attrs(checkpoint.info, args)
-    skipped = skip_reason(checkpoint.info)
-    if skipped:
-        log.warning("%s: no task metrics: %s", args.model, skipped)
-        attrs = provenance("tasks", args, [args.text], **model_labels, skipped=skipped)
-        with atomic_h5(args.out, attrs) as handle:
-            handle.create_group("metrics")
-        return
-    seq_len = args.seq_len
     if seq_len > checkpoint.info["max_positions"]:
+        log.warning("--seq-len %d exceeds the model's %d positions; using %d", seq_len,
+                    checkpoint.info["max_positions"], checkpoint.info["max_positions"])
         seq_len = checkpoint.info["max_positions"]
-        log.warning("--seq-len %d exceeds the model's %d positions; using %d", args.seq_len, seq_len, seq_len)
     token_ids = np.asarray(checkpoint.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
-    if len(token_ids) < args.max_tokens:
-        log.info("%s has %d tokens, fewer than --max-tokens %d: using all", args.text, len(token_ids), args.max_tokens)
-    windows = token_windows(token_ids, seq_len, args.max_tokens)
+    if len(token_ids) < max_tokens:
+        log.info("%s has %d tokens, fewer than --max-tokens %d: using all", source, len(token_ids), max_tokens)
+    windows = token_windows(token_ids, seq_len, max_tokens)
     if not windows:
-        raise InputError(f"{args.text}: fewer than 2 tokens, nothing to predict")
-    results = evaluate(checkpoint.model, windows, args.batch_size, pad_token_id(checkpoint.tokenizer))
-    log.info("%s: %s", args.text, ", ".join(f"{m.name}={results[m.name]:.4f}" for m in METRICS))
-    attrs = provenance(
-        "tasks", args, [args.text], **model_labels, skipped="",
-        n_targets=results["n_targets"], seq_len=seq_len, n_windows=len(windows),
-    )
-    with atomic_h5(args.out, attrs) as handle:
-        group = handle.create_group("metrics")
-        for metric in METRICS:
-            dataset = group.create_dataset(metric.name, data=np.float64(results[metric.name]))
-            dataset.attrs["higher_is_better"] = metric.higher_is_better
-            dataset.attrs["kind"] = metric.kind
+        raise InputError(f"{source}: fewer than 2 tokens, nothing to predict")
+    sums = window_statistics(checkpoint.model, windows, batch_size, pad_token_id(checkpoint.tokenizer))
+    n_targets = sums["n_targets"]
+    means = {m.name: float(sums[m.name].sum()) / int(n_targets.sum()) for m in METRICS}
+    items = {m.name: sums[m.name] / n_targets for m in METRICS}
+    log.info("%s: %s", source, ", ".join(f"{m.name}={means[m.name]:.4f}" for m in METRICS))
+    return means, items, {"n_targets": int(n_targets.sum()), "seq_len": seq_len, "n_windows": len(windows)}
 
 
 def skip_reason(info: dict) -> str:

@@ -1,0 +1,277 @@
+"""Generate the built-in task suite from a training corpus (deterministic for a seed).
+
+``python -m brainphase.tasks.generate --corpus-dir results/corpus --out src/brainphase/tasks/suite --seed 0``
+reads ``train.txt`` and ``valid.txt`` (``brainphase corpus``) and writes one lm-eval task YAML
+and one JSONL file per task. Words are the corpus's own: a *segment* is a run of words between
+punctuation or line breaks; the *vocabulary* is the lower-case words ranked by count in
+train.txt; *noun pairs* are words ``w`` / ``ws`` that both follow "the" at least 3 times.
+
+=====================  ===============  ===================================================================
+task                   output type      item
+=====================  ===============  ===================================================================
+induction              loglikelihood    6 random vocabulary words, then the first again; target: the other 5
+blimp_agreement        multiple_choice  "The lord is/are gone." (is/are, was/were, has/have), good first
+blimp_determiner       multiple_choice  "I saw this lord." vs "I saw this lords." (this/these, that/those)
+blimp_word_order       multiple_choice  a valid.txt segment vs the same with two adjacent words swapped
+pattern_repeat         generate_until   3 shots of "w -> w w", then a new word
+arithmetic_addition    generate_until   4 shots of "a + b = c" (digits 0-9), then a new sum
+knowledge_recurring    multiple_choice  3 words of a 4-gram seen >= 5 times in train.txt; choose the 4th
+knowledge_heldout      multiple_choice  the same for 4-grams of valid.txt never seen in train.txt
+=====================  ===============  ===================================================================
+
+Knowledge distractors are 3 vocabulary words of frequency rank within 30 of the answer's whose
+4-gram with the same 3 words never occurs in train.txt or valid.txt; the answer's position is
+random. Every random choice uses ``random.Random(f"{seed}-{task}")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+from brainphase.errors import InputError
+
+N_ITEMS = 60
+_SEGMENT_SPLIT = re.compile(r"[^A-Za-z' ]+")
+_AUXILIARIES = (("is", "are", "gone here dead true mad welcome"),
+                ("was", "were", "gone here dead true mad welcome"),
+                ("has", "have", "done spoken come seen heard"))
+_FRAMES = ("I saw", "I know", "We love", "You found", "He heard", "She kept")
+_DETERMINERS = (("this", "these"), ("that", "those"))
+_FIELDS = {"loglikelihood": {"doc_to_text": "{{context}}", "doc_to_target": "{{target}}"},
+           "multiple_choice": {"doc_to_text": "{{context}}", "doc_to_target": "{{label}}", "doc_to_choice": "{{choices}}"},
+           "blimp": {"doc_to_text": "", "doc_to_target": 0, "doc_to_choice": "{{[sentence_good, sentence_bad]}}"},
+           "generate_until": {"doc_to_text": "{{context}}", "doc_to_target": "{{target}}"}}
+
+
+def segments(text: str) -> list[list[str]]:
+    """Runs of words between punctuation and line breaks (apostrophes kept inside words)."""
+    result = []
+    for part in _SEGMENT_SPLIT.split(text):
+        words = [w.strip("'") for w in part.split()]
+        words = [w for w in words if w]
+        if words:
+            result.append(words)
+    return result
+
+
+def ngram_counts(segs: list[list[str]], n: int) -> collections.Counter:
+    """Counts of the lower-case word n-grams inside segments."""
+    counts = collections.Counter()
+    for words in segs:
+        lower = [w.lower() for w in words]
+        counts.update(tuple(lower[i : i + n]) for i in range(len(lower) - n + 1))
+    return counts
+
+
+class Corpus:
+    """Word statistics of train.txt and valid.txt."""
+
+    def __init__(self, train_text: str, valid_text: str):
+        self.train = segments(train_text)
+        self.valid = segments(valid_text)
+        words = collections.Counter(w.lower() for seg in self.train for w in seg)
+        self.vocabulary = sorted((w for w in words if w.isalpha()), key=lambda w: (-words[w], w))
+        self.rank = {w: i for i, w in enumerate(self.vocabulary)}
+        self.train4 = ngram_counts(self.train, 4)
+        self.valid4 = ngram_counts(self.valid, 4)
+        after_the = collections.Counter({b: c for (a, b), c in ngram_counts(self.train, 2).items() if a == "the"})
+        self.noun_pairs = sorted((w, w + "s") for w in after_the if after_the[w] >= 3 and w.isalpha()
+                                 and len(w) >= 3 and not w.endswith("s") and after_the[w + "s"] >= 3)
+        if len(self.noun_pairs) < 5:
+            raise InputError(f"the corpus has {len(self.noun_pairs)} noun pairs (w / ws after 'the', >= 3 times each); "
+                             "at least 5 are needed for the formal tasks: use a larger corpus")
+
+    def common(self, n: int, min_length: int = 3) -> list[str]:
+        """The ``n`` most frequent vocabulary words of at least ``min_length`` letters."""
+        return [w for w in self.vocabulary if len(w) >= min_length][:n]
+
+
+def _sample(rng: random.Random, pool: list, n: int, what: str) -> list:
+    if len(pool) < n:
+        raise InputError(f"the corpus gives only {len(pool)} candidate {what}, {n} are needed: use a larger corpus")
+    return rng.sample(pool, n)
+
+
+def induction(corpus: Corpus, rng: random.Random) -> list[dict]:
+    pool = corpus.common(300)
+    items = []
+    for _ in range(N_ITEMS):
+        words = _sample(rng, pool, 6, "common words")
+        items.append({"context": " ".join(words + words[:1]), "target": " " + " ".join(words[1:])})
+    return items
+
+
+def blimp_agreement(corpus: Corpus, rng: random.Random) -> list[dict]:
+    items = []
+    for _ in range(N_ITEMS):
+        singular, plural = rng.choice(corpus.noun_pairs)
+        aux_singular, aux_plural, complements = rng.choice(_AUXILIARIES)
+        complement = rng.choice(complements.split())
+        is_plural = rng.random() < 0.5
+        noun, good, bad = (plural, aux_plural, aux_singular) if is_plural else (singular, aux_singular, aux_plural)
+        items.append({"sentence_good": f"The {noun} {good} {complement}.", "sentence_bad": f"The {noun} {bad} {complement}."})
+    return items
+
+
+def blimp_determiner(corpus: Corpus, rng: random.Random) -> list[dict]:
+    items = []
+    for _ in range(N_ITEMS):
+        singular, plural = rng.choice(corpus.noun_pairs)
+        det_singular, det_plural = rng.choice(_DETERMINERS)
+        frame = rng.choice(_FRAMES)
+        det, good, bad = (det_plural, plural, singular) if rng.random() < 0.5 else (det_singular, singular, plural)
+        items.append({"sentence_good": f"{frame} {det} {good}.", "sentence_bad": f"{frame} {det} {bad}."})
+    return items
+
+
+def blimp_word_order(corpus: Corpus, rng: random.Random) -> list[dict]:
+    known = set(corpus.vocabulary[:2000])
+    pool = sorted({tuple(seg) for seg in corpus.valid if 5 <= len(seg) <= 9
+                   and all(w.lower() in known for w in seg) and len(set(w.lower() for w in seg)) == len(seg)})
+    items = []
+    for words in _sample(rng, pool, N_ITEMS, "valid.txt segments of 5-9 distinct common words"):
+        i = rng.randrange(len(words) - 1)
+        swapped = list(words)
+        swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+        items.append({"sentence_good": " ".join(words) + ".", "sentence_bad": " ".join(swapped) + "."})
+    return items
+
+
+def pattern_repeat(corpus: Corpus, rng: random.Random) -> list[dict]:
+    pool = corpus.common(500, min_length=4)
+    items = []
+    for _ in range(N_ITEMS):
+        words = _sample(rng, pool, 4, "common words")
+        shots = "".join(f"{w} -> {w} {w}\n" for w in words[:3])
+        items.append({"context": f"{shots}{words[3]} ->", "target": f" {words[3]} {words[3]}"})
+    return items
+
+
+def arithmetic_addition(corpus: Corpus, rng: random.Random) -> list[dict]:
+    items = []
+    for _ in range(N_ITEMS):
+        pairs = [(rng.randrange(10), rng.randrange(10)) for _ in range(5)]
+        shots = "".join(f"{a} + {b} = {a + b}\n" for a, b in pairs[:4])
+        a, b = pairs[4]
+        items.append({"context": f"{shots}{a} + {b} =", "target": f" {a + b}"})
+    return items
+
+
+def _knowledge(corpus: Corpus, rng: random.Random, candidates: list[tuple[str, ...]]) -> list[dict]:
+    items = []
+    for gram in candidates:
+        if len(items) == N_ITEMS:
+            break
+        rank = corpus.rank[gram[3]]
+        near = [w for w in corpus.vocabulary[max(0, rank - 30) : rank + 31] if w != gram[3]
+                and corpus.train4[gram[:3] + (w,)] == 0 and corpus.valid4[gram[:3] + (w,)] == 0]
+        if len(near) < 3:
+            continue
+        choices = rng.sample(near, 3)
+        label = rng.randrange(4)
+        choices.insert(label, gram[3])
+        items.append({"context": " ".join(gram[:3]), "choices": choices, "label": label})
+    if len(items) < N_ITEMS:
+        raise InputError(f"the corpus gives only {len(items)} knowledge items, {N_ITEMS} are needed: use a larger corpus")
+    return items
+
+
+def _lowercase_grams(segs: list[list[str]]) -> set[tuple[str, ...]]:
+    return {tuple(seg[i : i + 4]) for seg in segs for i in range(len(seg) - 3)
+            if all(w.isalpha() and w.islower() for w in seg[i : i + 4])}
+
+
+def knowledge_recurring(corpus: Corpus, rng: random.Random) -> list[dict]:
+    known = set(corpus.vocabulary[:3000])
+    pool = sorted(g for g in _lowercase_grams(corpus.train) if corpus.train4[g] >= 5 and g[3] in known)
+    rng.shuffle(pool)
+    return _knowledge(corpus, rng, pool)
+
+
+def knowledge_heldout(corpus: Corpus, rng: random.Random) -> list[dict]:
+    known = set(corpus.vocabulary[:3000])
+    pool = sorted(g for g in _lowercase_grams(corpus.valid) if corpus.train4[g] == 0 and g[3] in known)
+    rng.shuffle(pool)
+    return _knowledge(corpus, rng, pool)
+
+
+#: task name -> (family, output type or "blimp", generator function, max_gen_toks)
+TASKS = {
+    "induction": ("induction", "loglikelihood", induction, 0),
+    "blimp_agreement": ("formal", "blimp", blimp_agreement, 0),
+    "blimp_determiner": ("formal", "blimp", blimp_determiner, 0),
+    "blimp_word_order": ("formal", "blimp", blimp_word_order, 0),
+    "pattern_repeat": ("pattern", "generate_until", pattern_repeat, 8),
+    "arithmetic_addition": ("arithmetic", "generate_until", arithmetic_addition, 4),
+    "knowledge_recurring": ("knowledge", "multiple_choice", knowledge_recurring, 0),
+    "knowledge_heldout": ("knowledge", "multiple_choice", knowledge_heldout, 0),
+}
+
+
+def task_yaml(name: str, family: str, kind: str, max_gen_toks: int, seed: int, corpus_sha256: str) -> dict:
+    """The lm-eval task config of one generated task."""
+    output_type = "multiple_choice" if kind == "blimp" else kind
+    metric = {"loglikelihood": "acc", "multiple_choice": "acc", "generate_until": "exact_match"}[output_type]
+    config = {"task": f"brainphase_{name}", "dataset_path": "json",
+              "dataset_kwargs": {"data_files": {"test": f"{name}.jsonl"}}, "test_split": "test",
+              "output_type": output_type, **_FIELDS[kind]}
+    if output_type == "generate_until":
+        config["generation_kwargs"] = {"until": ["\n"], "max_gen_toks": max_gen_toks, "do_sample": False}
+    metrics = [{"metric": metric, "aggregation": "mean", "higher_is_better": True}]
+    if output_type == "multiple_choice":
+        metrics.append({"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True})
+    config["metric_list"] = metrics
+    config["metadata"] = {"version": 1.0, "family": family,
+                          "generator": f"python -m brainphase.tasks.generate --seed {seed}",
+                          "corpus_sha256": corpus_sha256}
+    return config
+
+
+def generate(corpus_dir: str | Path, out: str | Path, seed: int = 0) -> list[Path]:
+    """Write the YAML and JSONL files of :data:`TASKS` into ``out``; returns the YAML paths."""
+    import yaml
+
+    from brainphase.io import read_nonempty_text
+
+    corpus_dir, out = Path(corpus_dir), Path(out)
+    texts = [read_nonempty_text(corpus_dir / name, "run `brainphase corpus` first") for name in ("train.txt", "valid.txt")]
+    corpus = Corpus(*texts)
+    corpus_sha256 = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (family, kind, function, max_gen_toks) in TASKS.items():
+        items = function(corpus, random.Random(f"{seed}-{name}"))
+        lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+        (out / f"{name}.jsonl").write_text(lines, encoding="utf-8")
+        config = task_yaml(name, family, kind, max_gen_toks, seed, corpus_sha256)
+        header = f"# generated by `python -m brainphase.tasks.generate --seed {seed}`; do not edit by hand\n"
+        (out / f"{name}.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+                                          encoding="utf-8")
+        written.append(out / f"{name}.yaml")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m brainphase.tasks.generate", description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus-dir", required=True, help="folder with train.txt and valid.txt (brainphase corpus)")
+    parser.add_argument("--out", required=True, help="output folder of the task files")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        for path in generate(args.corpus_dir, args.out, args.seed):
+            print(path)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,7 @@ rule aggregate:
         ENV
     shell:
         "brainphase aggregate --scores {input.scores} --tasks {input.tasks} --responses {input.responses}"
-        " --out {output} > {log} 2>&1"
+        " --voxel-blocks {config[phases][voxel_blocks]} --out {output} > {log} 2>&1"
 
 
 rule phases:

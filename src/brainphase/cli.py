@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("brainphase.activations", "word-level activations of all layers of one checkpoint"),
     "encode": ("brainphase.encoding.cli", "ridge encoding models: held-out r per voxel, layer and subject"),
     "tasks": ("brainphase.tasks.cli", "task suite metrics (lm-eval format tasks, held-out text) of one checkpoint"),
+    "internal": ("brainphase.internal.cli", "internal representation metrics (TwoNN, CKA, effective rank, anisotropy) per layer"),
     "aggregate": ("brainphase.phases.aggregate", "collect scores and task metrics over steps into metrics.h5"),
     "phases": ("brainphase.phases.cli", "segment alignment over log tokens and name the phases -> trajectory.h5"),
     "summary": ("brainphase.phases.cli", "print the alignment and phase summary of trajectory.h5 files"),

@@ -25,7 +25,9 @@ from tqdm import tqdm
 
 from brainphase.errors import InputError
 from brainphase.io import atomic_h5, attr_text, open_h5, provenance, read_strings, string_array
-from brainphase.phases.summary import FIXED_LAYER, checkpoint_summary, fixed_layer_choice, voxel_mean
+from brainphase.config import schema_default
+from brainphase.phases.summary import FIXED_LAYER, HELDOUT_VOXELS, checkpoint_summary, fixed_layer_choice, voxel_mean
+from brainphase.phases.voxel_blocks import BlockCollector, block_sizes, block_starts
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +195,8 @@ def _check_roi_means(path: Path, r: np.ndarray, roi_mean_r: np.ndarray, labels: 
 
 
 def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Path], out: str | Path,
-              responses_path: str | Path | None = None, config: argparse.Namespace | dict | None = None) -> Path:
+              responses_path: str | Path | None = None, config: argparse.Namespace | dict | None = None,
+              voxel_blocks: int | None = None) -> Path:
     """Collect per-checkpoint scores and task metrics into ``metrics.h5``.
 
     Parameters
@@ -212,6 +215,10 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
         scores have ROIs) and its ``/mask`` places voxel maps.
     config : namespace or dict, optional
         Settings recorded in the provenance.
+    voxel_blocks : int, optional
+        Contiguous voxel blocks whose means are stored for the phase bootstrap
+        (:mod:`brainphase.phases.voxel_blocks`; only with >= 2 voxels per block; 0 = none);
+        default ``phases.voxel_blocks`` of the schema.
 
     Returns
     -------
@@ -266,6 +273,9 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
     mask = _read_mask(Path(responses_path) if responses_path is not None else None)
     logger.info("alignment over %s", f"{int(voxels.sum())} ROI voxels of {layout.n_voxels}" if n_rois
                 else f"all {layout.n_voxels} voxels (the scores have no ROIs)")
+    n_selected = layout.n_voxels if voxels is None else int(voxels.sum())
+    voxel_blocks = schema_default("phases.voxel_blocks") if voxel_blocks is None else voxel_blocks
+    starts = block_starts(n_selected, voxel_blocks)
 
     shape = (len(seeds), len(steps))
     brain = {"layer_subject_r": np.empty(shape + (n_layers, n_subjects)),
@@ -279,6 +289,7 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
     if "group/r" in layout.optional:
         brain["alignment_group_layer"] = np.empty(shape + (n_layers,))
     voxel_r = np.zeros((len(steps), layout.n_voxels)) if mask is not None else None
+    blocks = None if starts is None else BlockCollector(shape, n_layers, n_subjects, starts, {"r", *layout.optional})
     methods = set()
     grid = [(i, seed, j, step) for i, seed in enumerate(seeds) for j, step in enumerate(steps)]
     for i_seed, seed, i_step, step in tqdm(grid, desc="aggregate scores", unit="file", disable=None):
@@ -300,7 +311,9 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
         if n_rois:
             _check_roi_means(path, r, roi_mean_r, labels, Path(responses_path))
         try:
-            summary = checkpoint_summary(r, voxels)
+            summary = checkpoint_summary(r, voxels, starts)
+            if blocks is not None:
+                blocks.add(i_seed, i_step, {"r": r, **extra}, voxels, summary["heldout_blocks"])
             if "r_normalized" in extra:
                 brain["layer_subject_r_normalized"][i_seed, i_step] = voxel_mean(extra["r_normalized"], voxels, allow_empty=True)
             if "variance_partition/unique_r2" in extra:
@@ -346,6 +359,9 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
     brain["alignment_roi"] = at_chosen(brain["roi_mean_r"]).mean(axis=2)
     if "alignment_group_layer" in brain:
         brain["alignment_group"] = brain["alignment_group_layer"].mean(axis=-1)
+    if blocks is not None:
+        brain.update(blocks.datasets(at_chosen, split_half=method == HELDOUT_VOXELS))
+        brain["voxel_block_sizes"] = block_sizes(starts, n_selected)
 
     metrics = _read_tasks(tasks_by_key, seeds, steps) if tasks_by_key else {}
     inputs = [*scores_paths, *tasks_paths] + ([Path(responses_path)] if responses_path is not None else [])
@@ -368,6 +384,7 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
             handle["mask/mask"], handle["mask/affine"] = mask
         group.attrs["voxel_selection"] = "roi_voxels" if n_rois else "all_voxels"
         group.attrs["layer_selection"] = method
+        group.attrs["voxel_blocks"] = 0 if starts is None else len(starts)
         group.attrs["measures"] = string_array([m for m in MEASURES if f"alignment_{m}" in group])
         task_group = handle.create_group("metrics")
         for name in sorted(metrics):
@@ -388,8 +405,12 @@ def add_aggregate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--responses", type=Path, default=None, metavar="FILE",
                         help="fmri/responses.h5 whose /rois/labels select the ROI voxels (required when the scores have ROIs)")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="metrics.h5 to write")
+    parser.add_argument("--voxel-blocks", type=int, default=schema_default("phases.voxel_blocks"), metavar="N",
+                        help="contiguous voxel blocks stored for the phase bootstrap, when there are >= 2N voxels "
+                             "(0 = none; default %(default)s)")
 
 
 def run_aggregate(args: argparse.Namespace) -> None:
     """Entry point of ``brainphase aggregate``."""
-    aggregate(args.scores, args.tasks, args.out, responses_path=args.responses, config=args)
+    aggregate(args.scores, args.tasks, args.out, responses_path=args.responses, config=args,
+              voxel_blocks=args.voxel_blocks)

@@ -27,6 +27,7 @@ from brainphase.errors import InputError
 from brainphase.io import atomic_h5, attr_text, open_h5, provenance, string_array
 from brainphase.phases.aggregate import MEASURES
 from brainphase.phases.label import LABEL_NAMES, TrajectoryPhases, analyse_trajectory, quiet_nanmean
+from brainphase.phases.voxel_blocks import read_voxel_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,8 @@ def _write_phases(handle: h5py.File, result: TrajectoryPhases, seeds: np.ndarray
 
 def phases(source: str | Path, out: str | Path, *, table: bool = False, measure: str | None = None,
            max_segments: int | None = None, min_points: int | None = None, false_boundary_rate: float | None = None,
-           n_bootstrap: int | None = None, bootstrap_seed: int | None = None, discontinuous: list[str] = (),
+           n_bootstrap: int | None = None, bootstrap_seed: int | None = None, voxel_blocks: int | None = None,
+           discontinuous: list[str] = (),
            lower_is_better: list[str] = (), config: argparse.Namespace | dict | None = None) -> TrajectoryPhases:
     """Write ``trajectory.h5`` from ``metrics.h5`` (or a table) with the phase analysis.
 
@@ -164,6 +166,9 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
         Which ``/brain/alignment_{measure}`` of ``metrics.h5`` is segmented (ignored for tables).
     max_segments, min_points, false_boundary_rate, n_bootstrap, bootstrap_seed
         See :func:`brainphase.phases.label.analyse_trajectory`; ``None`` = the schema's default.
+    voxel_blocks : int, optional
+        Resample the voxel blocks of metrics.h5 (:func:`brainphase.phases.voxel_blocks.read_voxel_blocks`;
+        0 = no voxel resampling); ``None`` = the schema's default.
     discontinuous, lower_is_better : list of str
         Kinds of the table's metric columns.
 
@@ -174,14 +179,14 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
     settings = {key: schema_default(f"phases.{key}") if value is None else value for key, value in (
         ("measure", measure), ("max_segments", max_segments), ("min_points", min_points),
         ("false_boundary_rate", false_boundary_rate),
-        ("n_bootstrap", n_bootstrap), ("bootstrap_seed", bootstrap_seed))}
+        ("n_bootstrap", n_bootstrap), ("bootstrap_seed", bootstrap_seed), ("voxel_blocks", voxel_blocks))}
     source = Path(source)
     if config is None:
         config = {"source": source, "out": out, "table": table, **settings}
     if table:
         data = read_table(source, list(discontinuous), list(lower_is_better))
         settings["measure"] = "table"
-        subject_alignment = None
+        subject_alignment = blocks = None
         attrs = provenance("phases", config, [source], model_id=source.stem, simulated=False,
                            n_seeds=len(data["seeds"]), n_steps=len(data["steps"]))
     else:
@@ -196,12 +201,13 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
                     "metrics": {n: d[()] for n, d in src["metrics"].items()} if "metrics" in src else {}}
             subject_key = f"{key}_subject"
             subject_alignment = src[subject_key][()] if subject_key in src else None
+            blocks = read_voxel_blocks(src, settings["measure"], settings["voxel_blocks"])
             attrs = provenance("phases", config, [source], model_id=attr_text(src, "model_id"),
                                simulated=bool(src.attrs.get("simulated", False)), n_seeds=len(data["seeds"]),
                                n_steps=len(data["steps"]), aggregate_input_sha256=attr_text(src, "input_sha256"))
     result = analyse_trajectory(data["tokens"], data["alignment"], data["steps"], subject_alignment, data["metrics"],
                                 settings["max_segments"], settings["min_points"], settings["false_boundary_rate"],
-                                settings["n_bootstrap"], settings["bootstrap_seed"])
+                                settings["n_bootstrap"], settings["bootstrap_seed"], voxel_blocks=blocks)
     if result.status != "labelled":
         logger.warning("%s", result.summary)
     curve = quiet_nanmean(data["alignment"], axis=0)
@@ -243,7 +249,8 @@ def add_phases_arguments(parser: argparse.ArgumentParser) -> None:
                         help="alignment curve of metrics.h5 to segment (default %(default)s)")
     for key, kind, text in (("max_segments", int, "most linear segments"), ("min_points", int, "fewest checkpoints per segment"),
                             ("false_boundary_rate", float, "share of straight noisy lines allowed a spurious boundary"),
-                            ("n_bootstrap", int, "bootstrap resamples (0 = none)"), ("bootstrap_seed", int, "bootstrap seed")):
+                            ("n_bootstrap", int, "bootstrap resamples (0 = none)"), ("bootstrap_seed", int, "bootstrap seed"),
+                            ("voxel_blocks", int, "voxel blocks of metrics.h5 resampled too (0 = none)")):
         parser.add_argument("--" + key.replace("_", "-"), type=kind, default=schema_default(f"phases.{key}"),
                             help=f"{text} (default %(default)s)")
     parser.add_argument("--discontinuous", nargs="*", default=[], metavar="NAME",
@@ -257,7 +264,8 @@ def run_phases(args: argparse.Namespace) -> None:
     phases(args.table or args.metrics, args.out, table=args.table is not None, measure=args.measure,
            max_segments=args.max_segments, min_points=args.min_points,
            false_boundary_rate=args.false_boundary_rate,
-           n_bootstrap=args.n_bootstrap, bootstrap_seed=args.bootstrap_seed, discontinuous=args.discontinuous,
+           n_bootstrap=args.n_bootstrap, bootstrap_seed=args.bootstrap_seed, voxel_blocks=args.voxel_blocks,
+           discontinuous=args.discontinuous,
            lower_is_better=args.lower_is_better, config=args)
 
 

@@ -12,9 +12,10 @@ piecewise-linear fit of :mod:`brainphase.phases.segment` is *rising*, *falling* 
 - after realignment: flat = ``plateau``, falling = ``second detachment``, and a rise after
   either = ``second realignment`` (then ``third ...``), instead of folding them into realignment.
 
-Uncertainty (:func:`analyse_trajectory`): seeds (and subjects, when given) are resampled with
-replacement ``n_bootstrap`` times and each resampled mean curve is segmented again with the same
-noise level; the 2.5-97.5 % range of the bootstrap knot nearest to each fitted boundary gives its
+Uncertainty (:func:`analyse_trajectory`): seeds (and subjects, when given, and blocks of voxels,
+when ``brainphase aggregate`` stored them: :mod:`brainphase.phases.voxel_blocks`) are resampled
+with replacement ``n_bootstrap`` times and each resampled mean curve is segmented again with the
+same noise level; the 2.5-97.5 % range of the bootstrap knot nearest to each fitted boundary gives its
 CI in tokens, and the share of resamples whose phase sequence contains a phase name gives the
 probability that the phase exists. Each seed's own curve is segmented too, and its labels are
 compared with the pooled ones. Task metrics never enter the segmentation: for each segment the
@@ -34,6 +35,7 @@ from brainphase.errors import InputError
 from brainphase.phases.segment import (DEFAULT_FALSE_BOUNDARY_RATE, DEFAULT_MAX_SEGMENTS, DEFAULT_MIN_POINTS,
                                        Segmentation, flat_segment_test, knot_cost, log_token_axis,
                                        pseudo_residual_sigma, segment_curve)
+from brainphase.phases.voxel_blocks import VoxelBlocks, weighted_value
 
 #: phase names; a checkpoint's label is the index of its phase's name here (-1 = not labelled)
 LABEL_NAMES = ("alignment", "detachment", "realignment", "plateau", "second detachment", "second realignment",
@@ -338,15 +340,37 @@ def _segment_table(x: np.ndarray, tokens: np.ndarray, steps: np.ndarray, seg: Se
 
 
 def _resample(rng: np.random.Generator, alignment: np.ndarray, subject_alignment: np.ndarray | None,
-              fitted: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, str]:
+              fitted: np.ndarray, sigma: np.ndarray, blocks: VoxelBlocks | None = None,
+              block_rng: np.random.Generator | None = None) -> tuple[np.ndarray, str]:
+    """One bootstrap curve (n_steps,) and what was resampled.
+
+    Seeds and subjects are drawn from ``rng`` exactly as without voxel blocks; the blocks are drawn
+    from their own ``block_rng``, so with identical blocks the result equals the seed/subject-only
+    bootstrap. With one seed and one subject the curve is the fit plus Gaussian noise at the
+    measured sigma, shifted by the block-resampled curve's difference from the observed one.
+    """
     n_seeds = alignment.shape[0]
-    if subject_alignment is not None and subject_alignment.shape[2] >= 2:
+    units = subject_alignment if blocks is None else blocks.resample(block_rng)  # (S, T, N)
+    voxels = "" if blocks is None else f", voxel blocks ({blocks.n_blocks})"
+    if units is not None and units.shape[2] >= 2:
         seeds = rng.integers(n_seeds, size=n_seeds)
-        subjects = rng.integers(subject_alignment.shape[2], size=subject_alignment.shape[2])
-        return quiet_nanmean(subject_alignment[seeds][:, :, subjects], axis=(0, 2)), "seeds and subjects"
+        subjects = rng.integers(units.shape[2], size=units.shape[2])
+        return quiet_nanmean(units[seeds][:, :, subjects], axis=(0, 2)), "seeds, subjects" + voxels
     if n_seeds >= 2:
-        return quiet_nanmean(alignment[rng.integers(n_seeds, size=n_seeds)], axis=0), "seeds"
-    return fitted + rng.normal(0.0, sigma), "parametric (fit + Gaussian noise at the measured sigma)"
+        per_seed = alignment if blocks is None else quiet_nanmean(units, axis=2)
+        return quiet_nanmean(per_seed[rng.integers(n_seeds, size=n_seeds)], axis=0), "seeds" + voxels
+    shift = 0.0 if blocks is None else quiet_nanmean(units, axis=(0, 2)) - quiet_nanmean(alignment, axis=0)
+    return fitted + rng.normal(0.0, sigma) + shift, "parametric (fit + Gaussian noise at the measured sigma)" + voxels
+
+
+def _check_blocks(blocks: VoxelBlocks, alignment: np.ndarray, subject_alignment: np.ndarray | None) -> None:
+    if subject_alignment is None or blocks.means.shape[:3] != subject_alignment.shape or blocks.weights.shape != blocks.means.shape:
+        raise InputError(f"voxel blocks of shape {blocks.means.shape} / {blocks.weights.shape} need the per-subject "
+                         f"alignment (n_seeds, n_steps, n_subjects) = {None if subject_alignment is None else subject_alignment.shape} "
+                         f"of the same measure; alignment is {alignment.shape}")
+    if not np.allclose(weighted_value(blocks.means, blocks.weights), subject_alignment, rtol=1e-6, atol=1e-9, equal_nan=True):
+        raise InputError("the voxel blocks' weighted means differ from the per-subject alignment: they belong to another "
+                         "measure or file; re-run `brainphase aggregate`")
 
 
 def _summary(segments: pd.DataFrame, boundaries: pd.DataFrame) -> str:
@@ -379,7 +403,7 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
                        subject_alignment: np.ndarray | None = None, metrics: dict | None = None,
                        max_segments: int = DEFAULT_MAX_SEGMENTS, min_points: int = DEFAULT_MIN_POINTS,
                        false_boundary_rate: float = DEFAULT_FALSE_BOUNDARY_RATE, n_bootstrap: int = 200,
-                       seed: int = 0) -> TrajectoryPhases:
+                       seed: int = 0, voxel_blocks: VoxelBlocks | None = None) -> TrajectoryPhases:
     """Segment, name and bootstrap an alignment trajectory (see the module docstring).
 
     Parameters
@@ -400,6 +424,9 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
         Resamples (0 = no bootstrap: NaN CIs and probabilities).
     seed : int
         Seed of the bootstrap's random generator (the result is deterministic for a fixed seed).
+    voxel_blocks : VoxelBlocks, optional
+        Block means of ``subject_alignment`` (:mod:`brainphase.phases.voxel_blocks`): the
+        bootstrap resamples the blocks too (from a generator spawned from ``seed``).
 
     Returns
     -------
@@ -429,12 +456,15 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
     segments = _segment_table(x, tokens, steps, seg, names, trends, z)
     labels = segment_labels(x, seg.knots, names)
 
+    if voxel_blocks is not None:
+        _check_blocks(voxel_blocks, alignment, subject_alignment)
     rng = np.random.default_rng(seed)
+    block_rng = None if voxel_blocks is None else np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     boot_knots = np.full((n_bootstrap, max(max_segments - 1, 0)), np.nan)
     boot_names: list[set] = []
     bootstrap_kind = "none"
     for b in range(n_bootstrap):
-        resampled, bootstrap_kind = _resample(rng, alignment, subject_alignment, seg.fitted, sigma)
+        resampled, bootstrap_kind = _resample(rng, alignment, subject_alignment, seg.fitted, sigma, voxel_blocks, block_rng)
         if np.isfinite(resampled).sum() < MIN_CHECKPOINTS:
             continue
         boot = segment_curve(x, resampled, sigma, max_segments, min_points, cost)

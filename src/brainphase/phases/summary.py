@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 
 from brainphase.errors import InputError
+from brainphase.phases.voxel_blocks import split_half_blocks
 
 HELDOUT_SUBJECTS = "leave-one-subject-out: each subject at the layer best on the other subjects"
 HELDOUT_VOXELS = "split-half voxels: layer chosen on even voxels reported on odd ones and vice versa, averaged"
@@ -122,25 +123,36 @@ def voxel_halves(r: np.ndarray, voxels: np.ndarray | None) -> np.ndarray | None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN half gives NaN, checked by the caller
-        return np.stack([np.nanmean(r[:, :, index[0::2]], axis=2), np.nanmean(r[:, :, index[1::2]], axis=2)], axis=2)
+        return np.stack([np.nanmean(r[:, :, index[0::2]].astype(np.float64), axis=2),
+                         np.nanmean(r[:, :, index[1::2]].astype(np.float64), axis=2)], axis=2)
 
 
-def checkpoint_summary(r: np.ndarray, voxels: np.ndarray | None) -> dict[str, np.ndarray | str]:
+def checkpoint_summary(r: np.ndarray, voxels: np.ndarray | None,
+                       block_starts: np.ndarray | None = None) -> dict[str, np.ndarray | str | None]:
     """Alignment summaries of one checkpoint's voxel scores.
 
     Parameters
     ----------
     r : ndarray, shape (n_layers, n_subjects, n_voxels)
     voxels : ndarray of bool, shape (n_voxels,), or None
+    block_starts : ndarray of int, shape (n_blocks,), optional
+        Voxel blocks (:func:`brainphase.phases.voxel_blocks.block_starts`): with the split-half
+        method, the blocks of the held-out value are returned too.
 
     Returns
     -------
     dict
         ``layer_subject`` (n_layers, n_subjects); ``layer_mean_subject`` (n_subjects,);
         ``heldout_layer_subject`` (n_subjects,) (NaN when nothing can be held out: see
-        :func:`fixed_layer_choice`); ``heldout_position`` (n_subjects,); ``method`` (str).
+        :func:`fixed_layer_choice`); ``heldout_position`` (n_subjects,); ``method`` (str);
+        ``heldout_blocks``: (means, weights) each (1, n_blocks) with the split-half method and
+        ``block_starts``, else None (the blocks of the chosen layer are the held-out ones).
     """
     layer_subject = voxel_mean(r, voxels)
-    value, position, _, method = heldout_layers(layer_subject, voxel_halves(r, voxels))
+    halves = voxel_halves(r, voxels)
+    value, position, _, method = heldout_layers(layer_subject, halves)
+    blocks = None
+    if method == HELDOUT_VOXELS and block_starts is not None:
+        blocks = split_half_blocks(r, voxels, block_starts, int(position[0]), int(np.argmax(halves[:, 0, 1])))
     return {"layer_subject": layer_subject, "layer_mean_subject": layer_subject.mean(axis=0),
-            "heldout_layer_subject": value, "heldout_position": position, "method": method}
+            "heldout_layer_subject": value, "heldout_position": position, "method": method, "heldout_blocks": blocks}

@@ -17,6 +17,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
+include: "rules/internal.smk"
 include: "rules/encoding.smk"
 include: "rules/trajectory.smk"
 

@@ -161,3 +161,99 @@ def test_encoder_gets_a_tasks_file_without_metrics(tiny_bert_checkpoint, tmp_pat
     assert (attrs["step"], attrs["tokens"], attrs["seed"]) == (-1, -1, 0)
     with h5py.File(out, "r") as handle:
         assert list(handle["metrics"]) == []
+
+
+@pytest.fixture(scope="module")
+def suite_checkpoint(tmp_path_factory, tiny_tokenizer_dir):
+    """A tiny GPT-NeoX with 128 positions (the built-in suite's items fit; see _models.py)."""
+    from transformers import AutoTokenizer
+
+    from _models import save_checkpoint
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    return save_checkpoint(tmp_path_factory.mktemp("suite") / "step16", tokenizer,
+                           build_model(len(tokenizer), seed=7, max_positions=128))
+
+
+def test_cli_tasks_writes_the_suite(suite_checkpoint, tmp_path):
+    from brainphase.models.checkpoints import load_checkpoint
+    from brainphase.tasks import scoring
+    from brainphase.tasks.metrics import METRICS_BY_OUTPUT_TYPE
+    from brainphase.tasks.spec import load_suite
+
+    text = tmp_path / "valid.txt"
+    text.write_text("\n".join(SENTENCES * 2), encoding="utf-8")
+    out = tmp_path / "step16.h5"
+    args = ["tasks", "--model", str(suite_checkpoint), "--text", str(text), "--out", str(out), "--device", "cpu"]
+    assert cli.main(args) == 0
+    specs = {s.name: s for s in load_suite()}
+    checkpoint = load_checkpoint(suite_checkpoint, device="cpu")
+    with h5py.File(out, "r") as handle:
+        assert sorted(handle["metrics"]) == sorted([*specs, "heldout_text"])
+        for name, task in specs.items():
+            group = handle[f"metrics/{name}"]
+            assert dict(group.attrs) == {"family": task.family, "version": "1.0", "output_type": task.output_type,
+                                         "n_items": len(task.items), "source": f"{name}.yaml"}
+            assert sorted(group) == sorted(m.name for m in METRICS_BY_OUTPUT_TYPE[task.output_type])
+            for metric in METRICS_BY_OUTPUT_TYPE[task.output_type]:
+                items = handle[f"items/{name}/{metric.name}"][()]
+                assert items.shape == (len(task.items),) and np.isfinite(items).all()
+                assert group[metric.name][()] == pytest.approx(items.mean())
+                assert (group[metric.name].attrs["kind"], bool(group[metric.name].attrs["higher_is_better"])) == (
+                    metric.kind, metric.higher_is_better)
+        # BLiMP items against an unpadded numpy recomputation
+        task = specs["blimp_agreement"]
+        for index in (0, 7):
+            item = task.items[index]
+            ll = []
+            for continuation in item.continuations:
+                ids = [checkpoint.tokenizer.eos_token_id] + scoring.encode(checkpoint.tokenizer, continuation)
+                with torch.no_grad():
+                    logits = checkpoint.model(torch.tensor([ids[:-1]])).logits[0].double().numpy()
+                ll.append(scipy.special.log_softmax(logits, axis=1)[np.arange(len(ids) - 1), ids[1:]].sum())
+            assert handle["items/blimp_agreement/logprob_correct"][index] == pytest.approx(ll[0], abs=1e-4)
+            assert handle["items/blimp_agreement/acc"][index] == float(ll[0] > ll[1])
+    attrs = read_attrs(out)
+    assert attrs["skipped"] == "" and len(attrs["suite_sha256"]) == 64
+
+
+def test_suite_metrics_do_not_depend_on_the_batch(suite_checkpoint, tmp_path):
+    from brainphase.models.checkpoints import load_checkpoint
+    from brainphase.tasks import TaskOptions, run_tasks
+
+    checkpoint = load_checkpoint(suite_checkpoint, device="cpu")
+    names = ("induction", "blimp_word_order", "arithmetic_addition")
+    for batch_size in (1, 64):
+        run_tasks(checkpoint, TaskOptions(names=names, batch_size=batch_size), tmp_path / f"b{batch_size}.h5", {})
+    with h5py.File(tmp_path / "b1.h5", "r") as alone, h5py.File(tmp_path / "b64.h5", "r") as batched:
+        for name in names:
+            for metric in alone[f"items/{name}"]:
+                np.testing.assert_allclose(batched[f"items/{name}/{metric}"][()], alone[f"items/{name}/{metric}"][()],
+                                           atol=1e-5, err_msg=f"{name}/{metric}")
+
+
+def test_too_long_items_are_refused_before_any_forward_pass(tiny_checkpoint, tmp_path):
+    from brainphase.errors import InputError
+    from brainphase.models.checkpoints import load_checkpoint
+    from brainphase.tasks import TaskOptions, run_tasks
+
+    checkpoint = load_checkpoint(tiny_checkpoint, device="cpu")  # 64 positions
+
+    def forward_forbidden(*args, **kwargs):
+        raise AssertionError("a forward pass ran")
+
+    checkpoint.model.forward = forward_forbidden
+    out = tmp_path / "step16.h5"
+    with pytest.raises(InputError, match=r"task pattern_repeat \(.*pattern_repeat.yaml\) item \d+: context \+ answer take "
+                                         r"\d+ tokens, more than the model's 64 positions"):
+        run_tasks(checkpoint, TaskOptions(), out, {})
+    assert not out.exists()
+
+
+def test_cli_rejects_unknown_task_names(tiny_checkpoint, tmp_path, capsys):
+    args = ["tasks", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "x.h5"), "--device", "cpu",
+            "--names", "blimp_agreemnt"]
+    assert cli.main(args) == 2
+    assert "unknown task 'blimp_agreemnt'; did you mean 'blimp_agreement'?" in capsys.readouterr().err
+    assert cli.main(args[:-1] + ["heldout_text"]) == 2
+    assert "holds 'heldout_text' but no held-out text is given" in capsys.readouterr().err

@@ -99,18 +99,18 @@ def _sample(rng: random.Random, pool: list, n: int, what: str) -> list:
     return rng.sample(pool, n)
 
 
-def induction(corpus: Corpus, rng: random.Random) -> list[dict]:
+def induction(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     pool = corpus.common(300)
     items = []
-    for _ in range(N_ITEMS):
+    for _ in range(n_items):
         words = _sample(rng, pool, 6, "common words")
         items.append({"context": " ".join(words + words[:1]), "target": " " + " ".join(words[1:])})
     return items
 
 
-def blimp_agreement(corpus: Corpus, rng: random.Random) -> list[dict]:
+def blimp_agreement(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     items = []
-    for _ in range(N_ITEMS):
+    for _ in range(n_items):
         singular, plural = rng.choice(corpus.noun_pairs)
         aux_singular, aux_plural, complements = rng.choice(_AUXILIARIES)
         complement = rng.choice(complements.split())
@@ -120,9 +120,9 @@ def blimp_agreement(corpus: Corpus, rng: random.Random) -> list[dict]:
     return items
 
 
-def blimp_determiner(corpus: Corpus, rng: random.Random) -> list[dict]:
+def blimp_determiner(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     items = []
-    for _ in range(N_ITEMS):
+    for _ in range(n_items):
         singular, plural = rng.choice(corpus.noun_pairs)
         det_singular, det_plural = rng.choice(_DETERMINERS)
         frame = rng.choice(_FRAMES)
@@ -131,12 +131,12 @@ def blimp_determiner(corpus: Corpus, rng: random.Random) -> list[dict]:
     return items
 
 
-def blimp_word_order(corpus: Corpus, rng: random.Random) -> list[dict]:
+def blimp_word_order(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     known = set(corpus.vocabulary[:2000])
     pool = sorted({tuple(seg) for seg in corpus.valid if 5 <= len(seg) <= 9
                    and all(w.lower() in known for w in seg) and len(set(w.lower() for w in seg)) == len(seg)})
     items = []
-    for words in _sample(rng, pool, N_ITEMS, "valid.txt segments of 5-9 distinct common words"):
+    for words in _sample(rng, pool, n_items, "valid.txt segments of 5-9 distinct common words"):
         i = rng.randrange(len(words) - 1)
         swapped = list(words)
         swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
@@ -144,19 +144,19 @@ def blimp_word_order(corpus: Corpus, rng: random.Random) -> list[dict]:
     return items
 
 
-def pattern_repeat(corpus: Corpus, rng: random.Random) -> list[dict]:
+def pattern_repeat(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     pool = corpus.common(500, min_length=4)
     items = []
-    for _ in range(N_ITEMS):
+    for _ in range(n_items):
         words = _sample(rng, pool, 4, "common words")
         shots = "".join(f"{w} -> {w} {w}\n" for w in words[:3])
         items.append({"context": f"{shots}{words[3]} ->", "target": f" {words[3]} {words[3]}"})
     return items
 
 
-def arithmetic_addition(corpus: Corpus, rng: random.Random) -> list[dict]:
+def arithmetic_addition(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     items = []
-    for _ in range(N_ITEMS):
+    for _ in range(n_items):
         pairs = [(rng.randrange(10), rng.randrange(10)) for _ in range(5)]
         shots = "".join(f"{a} + {b} = {a + b}\n" for a, b in pairs[:4])
         a, b = pairs[4]
@@ -164,10 +164,10 @@ def arithmetic_addition(corpus: Corpus, rng: random.Random) -> list[dict]:
     return items
 
 
-def _knowledge(corpus: Corpus, rng: random.Random, candidates: list[tuple[str, ...]]) -> list[dict]:
+def _knowledge(corpus: Corpus, rng: random.Random, candidates: list[tuple[str, ...]], n_items: int) -> list[dict]:
     items = []
     for gram in candidates:
-        if len(items) == N_ITEMS:
+        if len(items) == n_items:
             break
         rank = corpus.rank[gram[3]]
         near = [w for w in corpus.vocabulary[max(0, rank - 30) : rank + 31] if w != gram[3]
@@ -178,8 +178,8 @@ def _knowledge(corpus: Corpus, rng: random.Random, candidates: list[tuple[str, .
         label = rng.randrange(4)
         choices.insert(label, gram[3])
         items.append({"context": " ".join(gram[:3]), "choices": choices, "label": label})
-    if len(items) < N_ITEMS:
-        raise InputError(f"the corpus gives only {len(items)} knowledge items, {N_ITEMS} are needed: use a larger corpus")
+    if len(items) < n_items:
+        raise InputError(f"the corpus gives only {len(items)} knowledge items, {n_items} are needed: use a larger corpus")
     return items
 
 
@@ -188,18 +188,18 @@ def _lowercase_grams(segs: list[list[str]]) -> set[tuple[str, ...]]:
             if all(w.isalpha() and w.islower() for w in seg[i : i + 4])}
 
 
-def knowledge_recurring(corpus: Corpus, rng: random.Random) -> list[dict]:
+def knowledge_recurring(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     known = set(corpus.vocabulary[:3000])
     pool = sorted(g for g in _lowercase_grams(corpus.train) if corpus.train4[g] >= 5 and g[3] in known)
     rng.shuffle(pool)
-    return _knowledge(corpus, rng, pool)
+    return _knowledge(corpus, rng, pool, n_items)
 
 
-def knowledge_heldout(corpus: Corpus, rng: random.Random) -> list[dict]:
+def knowledge_heldout(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     known = set(corpus.vocabulary[:3000])
     pool = sorted(g for g in _lowercase_grams(corpus.valid) if corpus.train4[g] == 0 and g[3] in known)
     rng.shuffle(pool)
-    return _knowledge(corpus, rng, pool)
+    return _knowledge(corpus, rng, pool, n_items)
 
 
 #: task name -> (family, output type or "blimp", generator function, max_gen_toks)
@@ -234,8 +234,9 @@ def task_yaml(name: str, family: str, kind: str, max_gen_toks: int, seed: int, c
     return config
 
 
-def generate(corpus_dir: str | Path, out: str | Path, seed: int = 0) -> list[Path]:
-    """Write the YAML and JSONL files of :data:`TASKS` into ``out``; returns the YAML paths."""
+def generate(corpus_dir: str | Path, out: str | Path, seed: int = 0, n_items: int = N_ITEMS) -> list[Path]:
+    """Write the YAML and JSONL files of :data:`TASKS` (``n_items`` items each) into ``out``;
+    returns the YAML paths."""
     import yaml
 
     from brainphase.io import read_nonempty_text
@@ -247,7 +248,7 @@ def generate(corpus_dir: str | Path, out: str | Path, seed: int = 0) -> list[Pat
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (family, kind, function, max_gen_toks) in TASKS.items():
-        items = function(corpus, random.Random(f"{seed}-{name}"))
+        items = function(corpus, random.Random(f"{seed}-{name}"), n_items)
         lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
         (out / f"{name}.jsonl").write_text(lines, encoding="utf-8")
         config = task_yaml(name, family, kind, max_gen_toks, seed, corpus_sha256)
@@ -263,9 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus-dir", required=True, help="folder with train.txt and valid.txt (brainphase corpus)")
     parser.add_argument("--out", required=True, help="output folder of the task files")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+    parser.add_argument("--n-items", type=int, default=N_ITEMS, help="items per task (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        for path in generate(args.corpus_dir, args.out, args.seed):
+        for path in generate(args.corpus_dir, args.out, args.seed, args.n_items):
             print(path)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)

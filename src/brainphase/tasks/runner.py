@@ -78,6 +78,7 @@ class PreparedTask:
 
     spec: TaskSpec
     requests: list[scoring.Request]
+    generation_contexts: list[tuple[int, ...]] = dataclasses.field(default_factory=list)
 
 
 def prepare_task(spec: TaskSpec, tokenizer, max_positions: int) -> PreparedTask:
@@ -89,17 +90,22 @@ def prepare_task(spec: TaskSpec, tokenizer, max_positions: int) -> PreparedTask:
         Naming task and item: an answer without tokens, an unknown token, or context + answer
         (+ ``max_gen_toks`` for generation) longer than ``max_positions``.
     """
-    requests = []
+    requests, generation_contexts = [], []
     for index, item in enumerate(spec.items):
         where = f"task {spec.name} ({spec.source}) item {index}"
+        lengths = []
         for continuation in item.continuations:
             request = scoring.encode_pair(tokenizer, item.context, continuation, where)
-            length = len(request.context) + max(len(request.continuation), spec.max_gen_toks)
-            if length > max_positions:
-                raise InputError(f"{where}: context + answer take {length} tokens, more than the model's "
-                                 f"{max_positions} positions; shorten the item or leave the task out (tasks.names)")
+            lengths.append(len(request.context) + len(request.continuation))
             requests.append(request)
-    return PreparedTask(spec, requests)
+        if spec.output_type == "generate_until":  # lm-eval encodes the context as is for generation
+            context = tuple(scoring.encode(tokenizer, item.context)) or (scoring.prefix_token_id(tokenizer),)
+            generation_contexts.append(context)
+            lengths.append(len(context) + spec.max_gen_toks)
+        if max(lengths) > max_positions:
+            raise InputError(f"{where}: context + answer take {max(lengths)} tokens, more than the model's "
+                             f"{max_positions} positions; shorten the item or leave the task out (tasks.names)")
+    return PreparedTask(spec, requests, generation_contexts)
 
 
 def score_task(task: PreparedTask, model, tokenizer, batch_size: int, pad_id: int) -> dict[str, np.ndarray]:
@@ -120,8 +126,7 @@ def score_task(task: PreparedTask, model, tokenizer, batch_size: int, pad_id: in
             lengths.append(np.array([float(len(c)) for c in item.choice_texts]))
             begin += len(item.continuations)
         return metrics.multiple_choice_items(logliks, lengths, np.array([item.gold for item in spec.items]))
-    contexts = [r.context for r in task.requests]
-    generated = scoring.greedy_generate(model, tokenizer, contexts, spec.until, spec.max_gen_toks, batch_size, pad_id,
+    generated = scoring.greedy_generate(model, tokenizer, task.generation_contexts, spec.until, spec.max_gen_toks, batch_size, pad_id,
                                         progress=f"{spec.name} (generate)")
     generated_ids = [scoring.encode(tokenizer, text.strip()) for text in generated]
     target_ids = [scoring.encode(tokenizer, item.target.strip()) for item in spec.items]

@@ -93,6 +93,17 @@ def test_twonn_merges_duplicate_points():
     assert np.isnan(twonn_dimension(np.ones((10, 4)))[0])
 
 
+def test_distinct_rows_survive_hash_collisions(monkeypatch):
+    from brainphase.internal import metrics
+
+    rng = np.random.default_rng(12)
+    points = rng.integers(0, 3, size=(200, 3)).astype(float)  # many repeated rows
+    expected = points[np.sort(np.unique(points, axis=0, return_index=True)[1])]
+    np.testing.assert_array_equal(distinct_rows(points), expected)
+    monkeypatch.setattr(metrics, "hash", lambda data: 7, raising=False)  # every row collides
+    np.testing.assert_array_equal(distinct_rows(points), expected)
+
+
 # --- CKA ---------------------------------------------------------------------------------------
 
 
@@ -260,3 +271,17 @@ def test_internal_refuses_layer_mismatch_and_bad_files(checkpoints, tmp_path):
         handle["x"] = 1
     with pytest.raises(InputError, match="no /words table"):
         compute_internal(tmp_path / "empty.h5", checkpoints[16], None, 100, 0)
+
+
+def test_cli_defaults_are_the_schema_defaults():
+    import argparse
+
+    from brainphase.config import schema_default
+    from brainphase.internal.cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--activations", "a.h5", "--final", "f.h5", "--out", "o.h5"])
+    assert args.max_words == schema_default("internal.max_words")
+    assert args.word_sample_seed == schema_default("internal.word_sample_seed")
+    assert args.previous is None

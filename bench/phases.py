@@ -3,7 +3,7 @@
 Writes a ``metrics.h5`` as ``brainphase aggregate`` does (154 checkpoints of the Pythia schedule
 x 10 seeds x 8 layers x 3 subjects; a planted up-down-up alignment curve over log10 tokens,
 two task metrics) into a temporary folder, then times the whole ``brainphase phases`` path on
-it (read, segmentation, 1000 bootstrap resamples of seeds and subjects, per-seed fits,
+it (read, segmentation, 1000 bootstrap resamples of seeds, subjects and 20 voxel blocks, per-seed fits,
 trajectory.h5 written) on one core (BLAS/OpenMP threads set to 1 before numpy loads).
 
 Accuracy: planted trajectories of :mod:`brainphase.phases.planted` at moderate noise (slope
@@ -41,7 +41,7 @@ from brainphase.phases.cli import phases  # noqa: E402
 from brainphase.phases.label import segment_trajectory  # noqa: E402
 from brainphase.phases.segment import segment_curve  # noqa: E402
 
-N_SEEDS, N_LAYERS, N_SUBJECTS = 10, 8, 3
+N_SEEDS, N_LAYERS, N_SUBJECTS, N_BLOCKS = 10, 8, 3, 20
 
 
 def write_metrics(path: Path, rng: np.random.Generator) -> None:
@@ -54,6 +54,11 @@ def write_metrics(path: Path, rng: np.random.Generator) -> None:
     layer_subject_r = (case["alignment"][:, :, None, None] * layer_gain[None, None, :, None] * subject_gain
                        + rng.normal(0, 0.005, (N_SEEDS, n_steps, N_LAYERS, N_SUBJECTS)))
     heldout_subject = layer_subject_r[:, :, -1]  # (S, T, N): the best (last) layer
+    # voxel blocks of the held-out layer (phases.voxel_blocks): each block its own gain on the curve + noise,
+    # centred so that the equal-weight block mean is the per-subject value
+    block_dev = (rng.normal(0, 0.2, (1, 1, N_SUBJECTS, N_BLOCKS)) * case["alignment"][:, :, None, None]
+                 + rng.normal(0, 0.005, (N_SEEDS, n_steps, N_SUBJECTS, N_BLOCKS)))
+    heldout_blocks = heldout_subject[..., None] + block_dev - block_dev.mean(axis=-1, keepdims=True)
     attrs = provenance("aggregate", {"bench": "phases"}, [], model_id="planted-pythia", simulated=True,
                        n_seeds=N_SEEDS, n_steps=n_steps)
     with atomic_h5(path, attrs) as handle:
@@ -68,6 +73,10 @@ def write_metrics(path: Path, rng: np.random.Generator) -> None:
         brain["alignment_layer"] = layer_subject_r.mean(axis=-1)
         brain["alignment_heldout_layer_subject"] = heldout_subject
         brain["alignment_heldout_layer"] = heldout_subject.mean(axis=-1)
+        brain["alignment_heldout_layer_blocks"] = heldout_blocks
+        brain["alignment_heldout_layer_block_weights"] = np.full(heldout_blocks.shape, 25.0)
+        brain["voxel_block_sizes"] = np.full(N_BLOCKS, 25)
+        brain.attrs["voxel_blocks"] = N_BLOCKS
         brain["alignment_layer_mean_subject"] = layer_subject_r.mean(axis=2)
         brain["alignment_layer_mean"] = layer_subject_r.mean(axis=(2, 3))
         brain["heldout_layer_subject"] = np.full((N_SEEDS, n_steps, N_SUBJECTS), N_LAYERS - 1)

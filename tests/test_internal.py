@@ -8,6 +8,7 @@ import pytest
 from scipy.spatial import cKDTree
 from sklearn.datasets import make_swiss_roll
 
+from _models import build_model, save_checkpoint, tiny_tokenizer_dir, write_stimulus  # noqa: F401
 from brainphase.cli import main as cli_main
 from brainphase.errors import InputError
 from brainphase.internal.cli import METRICS, compute_internal, word_subsample
@@ -285,3 +286,34 @@ def test_cli_defaults_are_the_schema_defaults():
     assert args.max_words == schema_default("internal.max_words")
     assert args.word_sample_seed == schema_default("internal.word_sample_seed")
     assert args.previous is None
+
+
+def test_internal_on_extracted_activations(tiny_tokenizer_dir, tmp_path):
+    """Files written by `brainphase extract` from two checkpoints of a tiny GPT-NeoX: repeated
+    words share their layer-0 vector (token embedding of the same last token) and are merged."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    stimulus = write_stimulus(tmp_path / "words.tsv")
+    activations = {}
+    for seed, step in ((0, 0), (1, 16)):
+        folder = save_checkpoint(tmp_path / f"step{step}", tokenizer, build_model(len(tokenizer), seed=seed),
+                                 step=step, seed=3, tokens_seen=256 * step)
+        activations[step] = tmp_path / "activations" / f"step{step}.h5"
+        assert cli_main(["extract", "--model", str(folder), "--stimulus", str(stimulus), "--out",
+                         str(activations[step]), "--device", "cpu", "--context-tokens", "8"]) == 0
+    out = tmp_path / "internal.h5"
+    assert cli_main(["internal", "--activations", str(activations[16]), "--final", str(activations[16]),
+                     "--previous", str(activations[0]), "--out", str(out)]) == 0
+    with h5py.File(activations[16], "r") as source, h5py.File(out, "r") as handle:
+        n_layers, n_words = source.attrs["n_layers"], source["layer_0"].shape[0]
+        distinct_layer0 = len(np.unique(source["layer_0"][()], axis=0))
+        assert distinct_layer0 < n_words  # the stimulus repeats words ("fox")
+        assert list(handle["metrics/twonn_dimension"].attrs["n_points"])[0] == distinct_layer0
+        assert (handle.attrs["step"], handle.attrs["seed"], handle.attrs["tokens"]) == (16, 3, 4096)
+        assert (handle.attrs["final_step"], handle.attrs["previous_step"], handle.attrs["n_words"]) == (16, 0, n_words)
+        for name in METRICS:
+            assert handle[f"metrics/{name}"].shape == (n_layers,)
+            assert np.all(np.isfinite(handle[f"metrics/{name}"][()])), name
+        np.testing.assert_allclose(handle["metrics/cka_final"][()], 1.0, atol=1e-5)
+        assert np.all(handle["metrics/cka_previous"][()] < 0.99)  # independent random weights

@@ -26,7 +26,7 @@ STIMULUS = (
 )
 STIMULUS_OPTION = "--sentences" if SENTENCES else "--stimulus"
 FORMATS = config["figures"]["formats"]
-FIGURES = ["alignment", "layers", "tasks", "alignment_tasks", "rois", "brain_maps"]  # = brainphase.figures.FIGURE_NAMES
+FIGURES = ["alignment", "layers", "tasks", "alignment_tasks", "internal", "rois", "brain_maps"]  # = brainphase.figures.FIGURE_NAMES
 
 
 wildcard_constraints:

@@ -5,11 +5,14 @@ rule aggregate:
     input:
         scores=per_step_files("scores"),
         tasks=per_step_files("tasks"),
+        internal=internal_files,
         responses=f"{R}/fmri/responses.h5",
     output:
         f"{R}/trajectory/{{model}}/metrics.h5",
     log:
         f"{R}/logs/aggregate/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/aggregate/{{model}}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -17,7 +20,8 @@ rule aggregate:
     conda:
         ENV
     shell:
-        "brainphase aggregate --scores {input.scores} --tasks {input.tasks} --responses {input.responses}"
+        "brainphase aggregate --scores {input.scores} --tasks {input.tasks} --internal {input.internal}"
+        " --responses {input.responses}"
         " --voxel-blocks {config[phases][voxel_blocks]} --out {output} > {log} 2>&1"
 
 
@@ -28,6 +32,8 @@ rule phases:
         f"{R}/trajectory/{{model}}/trajectory.h5",
     log:
         f"{R}/logs/phases/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/phases/{{model}}.tsv"
     params:
         options=cli_options(config["phases"]),
     threads: 1
@@ -58,6 +64,8 @@ rule figures:
         table=f"{R}/figures/{{model}}/alignment_table.tsv",
     log:
         f"{R}/logs/figures/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/figures/{{model}}.tsv"
     params:
         formats=" ".join(FORMATS),
         out_dir=f"{R}/figures/{{model}}",

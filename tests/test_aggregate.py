@@ -44,14 +44,34 @@ def write_scores(path, seed, step, tokens, r, *, model_id="tiny-neox", simulated
         handle["roi_names"] = string_array(roi_names)
 
 
-def write_tasks(path, seed, step, tokens, values, *, model_id="tiny-neox"):
-    """A tasks file: ``values`` maps name -> (value, higher_is_better, kind)."""
-    attrs = provenance("tasks", {}, [], model_id=model_id, seed=seed, step=step, tokens=tokens)
+def write_tasks(path, seed, step, tokens, values, *, model_id="tiny-neox", versions=None, families=None,
+                suite_sha256="abc"):
+    """A tasks file as `brainphase tasks` writes it: ``values`` maps "task/metric" -> (value,
+    higher_is_better, kind); task group attrs family (``families`` or "{task}_family"), version
+    (``versions`` or "1"), n_items (7)."""
+    attrs = provenance("tasks", {}, [], model_id=model_id, seed=seed, step=step, tokens=tokens, skipped="",
+                       suite_sha256=suite_sha256)
     with atomic_h5(path, attrs) as handle:
         for name, (value, higher_is_better, kind) in values.items():
+            task = name.split("/")[0]
+            group = handle.require_group(f"metrics/{task}")
+            group.attrs.update(family=(families or {}).get(task, f"{task}_family"), version=(versions or {}).get(task, "1"),
+                               n_items=7, output_type="multiple_choice", source=f"{task}.yaml")
             handle[f"metrics/{name}"] = float(value)
             handle[f"metrics/{name}"].attrs["higher_is_better"] = higher_is_better
             handle[f"metrics/{name}"].attrs["kind"] = kind
+
+
+def write_internal(path, seed, step, tokens, values, *, model_id="tiny-neox", layers=None):
+    """An internal-metrics file as `brainphase internal` writes it: ``values`` maps name -> (n_layers,)."""
+    attrs = provenance("internal", {}, [], model_id=model_id, seed=seed, step=step, tokens=tokens, n_words=100,
+                       word_sample_seed=0, final_step=1000, previous_step=-1)
+    with atomic_h5(path, attrs) as handle:
+        for name, value in values.items():
+            handle[f"metrics/{name}"] = np.asarray(value, dtype=np.float64)
+            handle[f"metrics/{name}"].attrs["description"] = f"about {name}"
+        if layers is not None:
+            handle["layers"] = layers
 
 
 def write_responses(path, labels=LABELS, names=ROI_NAMES):
@@ -74,7 +94,7 @@ def test_aggregate_matches_explicit_loops(tmp_path):
             scores.append(tmp_path / f"s{seed}_{step}.h5")
             write_scores(scores[-1], seed, step, step * 100, r[i, j], r_normalized=r_norm[i, j])
             tasks.append(tmp_path / f"t{seed}_{step}.h5")
-            write_tasks(tasks[-1], seed, step, step * 100, {"acc": (accuracy[i, j], True, "discontinuous")})
+            write_tasks(tasks[-1], seed, step, step * 100, {"induction/acc": (accuracy[i, j], True, "discontinuous")})
     write_responses(tmp_path / "responses.h5")
     order = rng.permutation(len(scores))  # files in any order
     aggregate([scores[k] for k in order], tasks[::-1], tmp_path / "metrics.h5", responses_path=tmp_path / "responses.h5")
@@ -124,8 +144,9 @@ def test_aggregate_matches_explicit_loops(tmp_path):
         assert f["brain/alignment_heldout_layer_subject"].shape == (2, 4, 2)
         assert f["brain/roi_mean_r"].shape == (2, 4, 3, 2, 2)
         np.testing.assert_allclose(f["brain/alignment_roi"][()], roi_align, rtol=1e-5)  # roi_mean_r stored float32
-        np.testing.assert_array_equal(f["metrics/acc"][()], accuracy)
-        assert f["metrics/acc"].attrs["kind"] == "discontinuous" and bool(f["metrics/acc"].attrs["higher_is_better"])
+        np.testing.assert_array_equal(f["metrics/induction/acc"][()], accuracy)
+        assert f["metrics/induction/acc"].attrs["kind"] == "discontinuous"
+        assert bool(f["metrics/induction/acc"].attrs["higher_is_better"])
         assert "alignment" not in f["brain"]  # `brainphase phases` picks the measure
 
 
@@ -203,7 +224,7 @@ def test_aggregate_all_voxels_without_rois(tmp_path):
         scores.append(tmp_path / f"s{step}.h5")
         write_scores(scores[-1], 0, step, step, r[j], labels=np.zeros(N_VOXELS), roi_names=[])
         tasks.append(tmp_path / f"t{step}.h5")
-        write_tasks(tasks[-1], 0, step, step, {"loss": (1.0, False, "continuous")})
+        write_tasks(tasks[-1], 0, step, step, {"heldout_text/loss": (1.0, False, "continuous")})
     aggregate(scores, tasks, tmp_path / "m.h5")
     r32 = r.astype(np.float32).astype(np.float64)
     expected = r32.mean(axis=3).mean(axis=1).mean(axis=1)  # voxels, then layers, then subjects
@@ -221,7 +242,7 @@ def _grid_files(tmp_path, grid, model_for=lambda seed, step: "tiny-neox"):
         scores.append(tmp_path / f"s{seed}_{step}.h5")
         write_scores(scores[-1], seed, step, step, r, model_id=model_for(seed, step))
         tasks.append(tmp_path / f"t{seed}_{step}.h5")
-        write_tasks(tasks[-1], seed, step, step, {"acc": (0.5, True, "discontinuous")}, model_id=model_for(seed, step))
+        write_tasks(tasks[-1], seed, step, step, {"induction/acc": (0.5, True, "discontinuous")}, model_id=model_for(seed, step))
     write_responses(tmp_path / "responses.h5")
     return scores, tasks
 
@@ -284,3 +305,112 @@ def test_beyond_baselines_falls_back_to_the_partitioned_layer(tmp_path):
                  unique_r2=np.zeros((len(LAYERS), len(SUBJECTS) + 1, N_VOXELS)))
     with pytest.raises(InputError, match="group-average pseudo-subject belongs under /group"):
         aggregate([*scores, bad], [], tmp_path / "m2.h5", responses_path=tmp_path / "responses.h5")
+
+
+TASK_VALUES = {"induction/acc": (True, "discontinuous"), "induction/logprob": (True, "continuous"),
+               "blimp_agreement/acc": (True, "discontinuous"), "blimp_agreement/brier": (False, "continuous")}
+
+
+def _task_and_internal_grid(tmp_path, seeds=(1, 2), steps=(0, 10, 100), n_layers=4):
+    """Scores, tasks and internal files of a seeds x steps grid with planted values.
+
+    Task metric value = 1000 * seed + step + 0.1 * k (k = position in TASK_VALUES); internal
+    metric ``m`` at layer l = seed + step / 1000 + l / 10 + m_offset.
+    """
+    rng = np.random.default_rng(8)
+    scores, tasks, internal = [], [], []
+    for seed in seeds:
+        for step in steps:
+            r = rng.uniform(0, 0.3, (len(LAYERS), len(SUBJECTS), N_VOXELS))
+            scores.append(tmp_path / f"s{seed}_{step}.h5")
+            write_scores(scores[-1], seed, step, step * 10, r)
+            tasks.append(tmp_path / f"t{seed}_{step}.h5")
+            write_tasks(tasks[-1], seed, step, step * 10,
+                        {name: (1000 * seed + step + 0.1 * k, better, kind)
+                         for k, (name, (better, kind)) in enumerate(TASK_VALUES.items())},
+                        families={"induction": "induction", "blimp_agreement": "formal"})
+            internal.append(tmp_path / f"i{seed}_{step}.h5")
+            layer_values = seed + step / 1000 + np.arange(n_layers) / 10
+            write_internal(internal[-1], seed, step, step * 10,
+                           {"twonn_dimension": layer_values, "cka_final": layer_values + 5})
+    write_responses(tmp_path / "responses.h5")
+    return scores, tasks, internal
+
+
+def test_nested_task_metrics_and_internal_metrics_are_stacked(tmp_path):
+    seeds, steps = (1, 2), (0, 10, 100)
+    scores, tasks, internal = _task_and_internal_grid(tmp_path, seeds, steps)
+    order = np.random.default_rng(0).permutation(len(tasks))
+    aggregate(scores, [tasks[k] for k in order], tmp_path / "m.h5", responses_path=tmp_path / "responses.h5",
+              internal_paths=internal[::-1])
+    expected_base = 1000 * np.array(seeds)[:, None] + np.array(steps)[None, :]  # (S, T)
+    with h5py.File(tmp_path / "m.h5") as f:
+        assert sorted(f["metrics"]) == ["blimp_agreement", "induction"]
+        assert f["metrics"].attrs["suite_sha256"] == "abc"
+        group = f["metrics/blimp_agreement"]
+        assert (group.attrs["family"], group.attrs["version"], int(group.attrs["n_items"])) == ("formal", "1", 7)
+        assert group.attrs["source"] == "blimp_agreement.yaml"
+        for k, (name, (better, kind)) in enumerate(TASK_VALUES.items()):
+            assert f[f"metrics/{name}"].shape == (2, 3)
+            np.testing.assert_allclose(f[f"metrics/{name}"][()], expected_base + 0.1 * k)
+            assert f[f"metrics/{name}"].attrs["kind"] == kind and bool(f[f"metrics/{name}"].attrs["higher_is_better"]) == better
+        assert sorted(f["internal"]) == ["cka_final", "twonn_dimension"]
+        np.testing.assert_array_equal(f["internal"].attrs["layers"], np.arange(4))
+        twonn = f["internal/twonn_dimension"][()]
+        assert twonn.shape == (2, 3, 4)
+        for i, seed in enumerate(seeds):
+            for j, step in enumerate(steps):
+                np.testing.assert_allclose(twonn[i, j], seed + step / 1000 + np.arange(4) / 10)
+        np.testing.assert_allclose(f["internal/cka_final"][()], twonn + 5)
+        assert f["internal/cka_final"].attrs["description"] == "about cka_final"
+    # through the CLI
+    argv = ["aggregate", "--scores", *map(str, scores), "--tasks", *map(str, tasks), "--internal", *map(str, internal),
+            "--responses", str(tmp_path / "responses.h5"), "--out", str(tmp_path / "cli.h5")]
+    assert cli.main(argv) == 0
+    with h5py.File(tmp_path / "cli.h5") as f:
+        assert f["internal/twonn_dimension"].shape == (2, 3, 4) and f["metrics/induction/logprob"].shape == (2, 3)
+
+
+def test_tasks_with_other_tasks_versions_or_layout_are_refused(tmp_path):
+    scores, tasks, _ = _task_and_internal_grid(tmp_path)
+    values = {name: (0.5, better, kind) for name, (better, kind) in TASK_VALUES.items()}
+    responses = tmp_path / "responses.h5"
+    families = {"induction": "induction", "blimp_agreement": "formal"}
+    write_tasks(tasks[2], 1, 100, 1000, values, versions={"induction": "2"}, families=families)
+    with pytest.raises(InputError, match=f"{tasks[2].name}: its tasks differ.*task induction: version '2' here, '1' there"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses)
+    write_tasks(tasks[2], 1, 100, 1000, {k: v for k, v in values.items() if not k.startswith("blimp")}, families=families)
+    with pytest.raises(InputError, match=f"{tasks[2].name}: its tasks differ"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses)
+    write_tasks(tasks[2], 1, 100, 1000, {**values, "induction/extra": (1.0, True, "continuous")}, families=families)
+    with pytest.raises(InputError, match=f"{tasks[2].name}: its metrics differ"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses)
+    write_tasks(tasks[2], 1, 100, 1000, values, suite_sha256="other", families=families)
+    with pytest.raises(InputError, match="suite_sha256"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses)
+    with atomic_h5(tasks[2], provenance("tasks", {}, [], model_id="tiny-neox", seed=1, step=100, tokens=1000)) as handle:
+        handle["metrics/acc"] = 0.5  # the older flat layout
+    with pytest.raises(InputError, match=f"{tasks[2].name}: /metrics/acc is a dataset.*re-run `brainphase tasks`"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses)
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_internal_files_must_match_each_other_and_the_grid(tmp_path):
+    scores, tasks, internal = _task_and_internal_grid(tmp_path)
+    responses = tmp_path / "responses.h5"
+    with pytest.raises(InputError, match="--internal cover seeds \\[1\\] x steps"):  # seed 2 left out
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses, internal_paths=internal[:3])
+    with pytest.raises(InputError, match="--internal: .*missing: seed 2 step 100"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses, internal_paths=internal[:-1])
+    with pytest.raises(InputError, match="expected a file written by `brainphase internal`"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses, internal_paths=tasks)
+    write_internal(internal[1], 1, 10, 100, {"twonn_dimension": np.ones(4)})
+    with pytest.raises(InputError, match=f"{internal[1].name}: internal metrics \\['twonn_dimension'\\] differ"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses, internal_paths=internal)
+    write_internal(internal[1], 1, 10, 100, {"twonn_dimension": np.ones(3), "cka_final": np.ones(3)})
+    with pytest.raises(InputError, match=f"{internal[1].name}: layers"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses, internal_paths=internal)
+    write_internal(internal[1], 1, 10, 100, {"twonn_dimension": np.ones(4), "cka_final": np.ones((4, 2))})
+    with pytest.raises(InputError, match="shape \\(n_layers,\\)"):
+        aggregate(scores, tasks, tmp_path / "m.h5", responses_path=responses, internal_paths=internal)
+    assert not (tmp_path / "m.h5").exists()

@@ -11,9 +11,12 @@ from scipy.stats import spearmanr
 
 from brainphase import cli
 from brainphase.figures import (FIGURE_NAMES, PLOTS, TABLE_NAME, load_figure_data, make_figures, metric_order, phase_spans,
-                                plot_alignment, plot_alignment_vs_tasks, plot_brain_maps, plot_layers, plot_tasks)
+                                plot_alignment, plot_alignment_vs_tasks, plot_brain_maps, plot_internal, plot_layers,
+                                plot_tasks)
 from brainphase.figures.brain import NO_MAPS_TEXT, map_checkpoints
-from brainphase.figures.curves import fitted_path, spearman_rho, task_layout
+from brainphase.figures.curves import fitted_path, spearman_rho
+from brainphase.figures.internal import NO_INTERNAL_TEXT
+from brainphase.figures.tasks import NO_METRICS_TEXT, alignment_task_metrics, family_panels
 from brainphase.figures.data import token_positions
 from brainphase.figures.layers import layer_means
 
@@ -23,12 +26,22 @@ SEGMENT_COLUMNS = ("start_step", "end_step", "start_tokens", "end_tokens", "star
                    "slope_ci_high", "p_exists")
 
 
+#: (name, family, kind) of the planted task metrics: 3 families, several tasks and metrics each
+TASKS = (("heldout_text/acc", "next_token", "discontinuous"), ("heldout_text/loss", "next_token", "continuous"),
+         ("heldout_text/brier", "next_token", "continuous"),
+         ("induction/acc", "induction", "discontinuous"), ("induction/logprob", "induction", "continuous"),
+         ("blimp_agreement/acc", "formal", "discontinuous"), ("blimp_word_order/acc", "formal", "discontinuous"),
+         ("blimp_agreement/logprob", "formal", "continuous"), ("blimp_word_order/logprob", "formal", "continuous"))
+INTERNAL = ("twonn_dimension", "cka_final", "anisotropy")
+
+
 def _strings(values):
     return np.array(list(values), dtype=h5py.string_dtype())
 
 
 def write_trajectory(path, *, tokens, knots=(), slopes=(0.05,), phases=("alignment",), n_seeds=3, n_layers=4,
-                     nan_steps=(), simulated=True, voxel_shape=None, status="labelled", store_x=True, seed=0):
+                     nan_steps=(), simulated=True, voxel_shape=None, status="labelled", store_x=True, seed=0,
+                     task_layout="families", internal=True):
     # store_x=False writes /phases/x as NaN (the figures place checkpoints themselves)
     """Write a trajectory.h5 with the datasets of the phases spec and a planted curve.
 
@@ -37,6 +50,9 @@ def write_trajectory(path, *, tokens, knots=(), slopes=(0.05,), phases=("alignme
     noise; ``/phases/fitted`` is the planted curve; each boundary's CI is ±0.15 decade.
     ``nan_steps``: checkpoint indices set to NaN in every alignment and metric dataset.
     ``voxel_shape``: (X, Y, Z) of a tiny mask (a ball) for ``/brain/voxel_r``.
+    ``task_layout``: "families" (``/metrics/{task}/{metric}`` of :data:`TASKS`, group attrs),
+    "flat" (three ``/metrics/{name}`` as older files) or "none" (no ``/metrics``).
+    ``internal``: write ``/internal/{name}`` (S, T, L) of :data:`INTERNAL` (value = planted formula).
     """
     rng = np.random.default_rng(seed)
     tokens = np.asarray(tokens, dtype=np.int64)
@@ -74,10 +90,24 @@ def write_trajectory(path, *, tokens, knots=(), slopes=(0.05,), phases=("alignme
         roi_mean_r = alignment_layer[:, :, :, None, None] * np.array([1.0, 0.5])[None, None, None, None, :] * np.ones((1, 1, 1, 2, 1))
         f["brain/roi_mean_r"] = roi_mean_r
         f["brain/alignment_roi"] = roi_mean_r[:, :, -1].mean(axis=2)
-        for name, values, kind in (("next_token_accuracy", accuracy, "discontinuous"), ("loss", loss, "continuous"),
-                                   ("correct_token_probability", probability, "continuous")):
-            f[f"metrics/{name}"] = values
-            f[f"metrics/{name}"].attrs.update(kind=kind, higher_is_better=name != "loss")
+        if task_layout == "flat":
+            for name, values, kind in (("next_token_accuracy", accuracy, "discontinuous"), ("loss", loss, "continuous"),
+                                       ("correct_token_probability", probability, "continuous")):
+                f[f"metrics/{name}"] = values
+                f[f"metrics/{name}"].attrs.update(kind=kind, higher_is_better=name != "loss")
+        elif task_layout == "families":
+            for k, (name, family, kind) in enumerate(TASKS):
+                task = name.split("/")[0]
+                f.require_group(f"metrics/{task}").attrs.update(family=family, version="1", n_items=20)
+                base = {"acc": accuracy, "loss": loss, "logprob": -loss, "brier": 1 - accuracy}[name.split("/")[1]]
+                f[f"metrics/{name}"] = base + 0.01 * k
+                f[f"metrics/{name}"].attrs.update(kind=kind, higher_is_better=not name.endswith(("loss", "brier")))
+        if internal:
+            for k, name in enumerate(INTERNAL):
+                values = (k + 1) * alignment_layer + np.arange(n_layers)  # layer l offset by l
+                f[f"internal/{name}"] = values
+                f[f"internal/{name}"].attrs["description"] = f"planted {name}"
+            f["internal"].attrs["layers"] = np.arange(n_layers)
         if voxel_shape is not None:
             grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in voxel_shape], indexing="ij"))
             mask = (grid ** 2).sum(axis=0) <= 0.8
@@ -192,38 +222,93 @@ def test_alignment_figure_draws_the_stored_curves(three_phase):
     assert figure._suptitle.get_text().startswith("SIMULATED fMRI")
 
 
-def test_tasks_put_discontinuous_left_of_continuous(three_phase):
+def _panels(figure):
+    return {ax.get_title(): ax for ax in figure.axes if ax.get_title()}
+
+
+def test_tasks_one_row_per_family_discontinuous_left(three_phase):
     data = load_figure_data(three_phase)
-    assert metric_order(data) == ["next_token_accuracy", "correct_token_probability", "loss"]
+    assert data.metric_families["blimp_word_order/acc"] == "formal"
+    assert metric_order(data)[:3] == ["heldout_text/acc", "heldout_text/loss", "heldout_text/brier"]
+    rows = family_panels(data)
+    assert [family for family, _, _ in rows] == ["next_token", "induction", "formal"]
+    assert rows[2][1] == ["blimp_agreement/acc", "blimp_word_order/acc"]
+    assert rows[2][2] == [("logprob", ["blimp_agreement/logprob", "blimp_word_order/logprob"])]
     figure = plot_tasks(data)
-    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_title()}
-    assert set(panels) == {"discontinuous: next_token_accuracy", "continuous: correct_token_probability",
-                           "continuous: loss"}
-    left = panels["discontinuous: next_token_accuracy"].get_position().x0
-    assert all(panels[t].get_position().x0 > left for t in panels if t.startswith("continuous"))
-    assert panels["discontinuous: next_token_accuracy"].get_position().height > 1.5 * panels["continuous: loss"].get_position().height
-    ax = panels["continuous: loss"]
-    np.testing.assert_allclose(_by_gid(ax.get_lines())["loss-mean"].get_ydata(), data.metrics["loss"].mean(axis=0))
-    assert {"phase-0", "phase-1", "phase-2"} <= set(_by_gid(ax.patches))
+    panels = _panels(figure)
+    assert set(panels) == {"next_token: discontinuous", "next_token: loss (lower is better)",
+                           "next_token: brier (lower is better)", "induction: discontinuous", "induction: logprob",
+                           "formal: discontinuous", "formal: logprob"}
+    position = {t: ax.get_position() for t, ax in panels.items()}
+    # rows top to bottom in family order; the discontinuous panel left of every continuous one in its row
+    assert position["next_token: discontinuous"].y0 > position["induction: discontinuous"].y0 > position["formal: discontinuous"].y0
+    for family in ("next_token", "induction", "formal"):
+        left = position[f"{family}: discontinuous"]
+        for t, p in position.items():
+            if t.startswith(family) and "discontinuous" not in t:
+                assert p.x0 > left.x0 and abs(p.y0 - left.y0) < 1e-6, t
+    # one line per task metric in its panel: seed mean = the data, seeds thin
+    lines = _by_gid(panels["formal: logprob"].get_lines())
+    for name in ("blimp_agreement/logprob", "blimp_word_order/logprob"):
+        np.testing.assert_allclose(lines[f"{name}-mean"].get_ydata(), data.metrics[name].mean(axis=0))
+        for seed, row in zip(data.seeds, data.metrics[name]):
+            np.testing.assert_array_equal(lines[f"{name}-seed-{seed}"].get_ydata(), row)
+    assert "heldout_text/acc-mean" not in lines
+    assert {"phase-0", "phase-1", "phase-2"} <= set(_by_gid(panels["induction: logprob"].patches))
 
 
-def test_task_layout_blocks():
-    assert task_layout([1, 1]) == (1, [1, 1])
-    assert task_layout([1, 3]) == (2, [1, 2])
-    assert task_layout([0, 3]) == (2, [1, 2])
-    assert task_layout([4, 6]) == (2, [2, 3])
-    assert task_layout([1, 10]) == (4, [1, 3])  # at most 3 columns per block
-
-
-def test_alignment_vs_tasks_paths_are_seed_means(three_phase):
-    data = load_figure_data(three_phase)
+def test_tasks_of_an_older_flat_file_form_one_row(tmp_path):
+    data = load_figure_data(write_trajectory(tmp_path / "flat.h5", task_layout="flat", **THREE_PHASES))
+    assert set(data.metric_families.values()) == {""}
+    panels = _panels(plot_tasks(data))
+    assert set(panels) == {"other metrics: discontinuous", "other metrics: correct_token_probability",
+                           "other metrics: loss (lower is better)"}
     figure = plot_alignment_vs_tasks(data)
-    for name in data.metrics:
-        path = next(line for ax in figure.axes for line in ax.get_lines() if line.get_gid() == f"path-{name}")
-        np.testing.assert_allclose(path.get_xdata(), data.metrics[name].mean(axis=0))
-        np.testing.assert_allclose(path.get_ydata(), data.alignment.mean(axis=0))
+    assert [line.get_gid() for ax in figure.axes for line in ax.get_lines()] == ["path-next_token_accuracy",
+                                                                                 "path-loss"]  # preferred metrics
+
+
+def test_alignment_vs_tasks_one_metric_of_each_kind_per_family(three_phase):
+    data = load_figure_data(three_phase)
+    chosen = alignment_task_metrics(data)
+    assert chosen == [("next_token", ["heldout_text/acc", "heldout_text/loss"]),
+                      ("induction", ["induction/acc", "induction/logprob"]),
+                      ("formal", ["blimp_agreement/acc", "blimp_agreement/logprob"])]
+    figure = plot_alignment_vs_tasks(data)
+    paths = {line.get_gid(): line for ax in figure.axes for line in ax.get_lines()}
+    assert set(paths) == {f"path-{name}" for _, names in chosen for name in names}
+    for _, names in chosen:
+        for name in names:
+            np.testing.assert_allclose(paths[f"path-{name}"].get_xdata(), data.metrics[name].mean(axis=0))
+            np.testing.assert_allclose(paths[f"path-{name}"].get_ydata(), data.alignment.mean(axis=0))
     colorbar = figure.axes[-1]
     assert colorbar.get_yticklabels()[0].get_text() == "0"
+    assert "6 of 9 metrics" in figure._suptitle.get_text()
+
+
+def test_internal_one_panel_per_metric_one_line_per_layer(three_phase):
+    data = load_figure_data(three_phase)
+    figure = plot_internal(data)
+    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_title()}
+    assert set(panels) == {"twonn_dimension", "cka_final", "anisotropy"}
+    with h5py.File(three_phase) as f:
+        planted = f["internal/cka_final"][()]
+    lines = _by_gid(panels["cka_final"].get_lines())
+    for layer in range(planted.shape[2]):
+        np.testing.assert_allclose(lines[f"cka_final-layer-{layer}"].get_ydata(), planted[:, :, layer].mean(axis=0))
+        np.testing.assert_array_equal(lines[f"cka_final-layer-{layer}"].get_xdata(), data.x)
+    assert {"phase-0", "phase-1", "phase-2"} <= set(_by_gid(panels["anisotropy"].patches))
+    assert "planted twonn_dimension" in _texts(figure)
+
+
+def test_no_tasks_and_no_internal_metrics_get_a_note_panel(tmp_path):
+    path = write_trajectory(tmp_path / "bare.h5", task_layout="none", internal=False, **THREE_PHASES)
+    data = load_figure_data(path)
+    assert not data.metrics and not data.internal_metrics
+    assert NO_METRICS_TEXT in _texts(plot_tasks(data)) and NO_METRICS_TEXT in _texts(plot_alignment_vs_tasks(data))
+    assert NO_INTERNAL_TEXT in _texts(plot_internal(data))
+    make_figures(path, tmp_path / "out", ["png"])
+    _assert_written(tmp_path / "out", ["png"])
 
 
 def test_layers_heatmap_is_the_seed_mean(three_phase):
@@ -313,11 +398,11 @@ def test_nan_steps_are_gaps(tmp_path):
 def test_not_simulated_says_nothing_and_no_maps_panel(tmp_path):
     path = write_trajectory(tmp_path / "real.h5", simulated=False, **THREE_PHASES)
     data = load_figure_data(path)
-    for plot in (plot_alignment, plot_layers, plot_tasks, plot_alignment_vs_tasks, plot_brain_maps):
+    for plot in (plot_alignment, plot_layers, plot_tasks, plot_alignment_vs_tasks, plot_internal, plot_brain_maps):
         assert "SIMULATED" not in _texts(plot(data)), plot.__name__
     assert NO_MAPS_TEXT in _texts(plot_brain_maps(data))
     simulated = load_figure_data(write_trajectory(tmp_path / "sim.h5", **THREE_PHASES))
-    for plot in (plot_alignment, plot_layers, plot_tasks, plot_alignment_vs_tasks, plot_brain_maps):
+    for plot in (plot_alignment, plot_layers, plot_tasks, plot_alignment_vs_tasks, plot_internal, plot_brain_maps):
         assert "SIMULATED" in _texts(plot(simulated)), plot.__name__
 
 

@@ -284,3 +284,53 @@ def test_aggregate_then_phases_end_to_end(tmp_path):
     result = phases(tmp_path / "m.h5", tmp_path / "t.h5", n_bootstrap=20)
     assert list(result.segments.phase) == ["alignment", "detachment", "realignment"]
     np.testing.assert_allclose(np.log10(result.boundary_tokens), [5.0, 7.0], atol=0.31)
+
+
+def test_nested_task_and_internal_metrics_reach_trajectory_and_tables(tmp_path):
+    """aggregate (nested /metrics/{task}/{metric}, /internal) -> phases -> load_trajectory: long tables,
+    group attrs carried, segment columns task/{task}/{metric}/{column} split right."""
+    from tests.test_aggregate import TASK_VALUES, _task_and_internal_grid
+
+    seeds, steps = (1, 2), (0, 1, 2, 4, 8, 16)
+    scores, tasks, internal = _task_and_internal_grid(tmp_path, seeds, steps, n_layers=3)
+    aggregate(scores, tasks, tmp_path / "m.h5", responses_path=tmp_path / "responses.h5", internal_paths=internal)
+    result = phases(tmp_path / "m.h5", tmp_path / "t.h5", n_bootstrap=5)
+    assert result.status == "labelled"
+    traj = load_trajectory(tmp_path / "t.h5")
+    assert sorted(traj.metrics) == sorted(TASK_VALUES)
+    assert traj.metric_families == {"induction/acc": "induction", "induction/logprob": "induction",
+                                    "blimp_agreement/acc": "formal", "blimp_agreement/brier": "formal"}
+    assert traj.task_attrs["induction"]["version"] == "1" and traj.task_attrs["induction"]["n_items"] == 7
+    assert traj.metric_higher_is_better["blimp_agreement/brier"] is False
+    table = traj.tasks
+    assert list(table.columns) == ["seed", "step", "tokens", "task", "family", "metric", "kind", "value"]
+    assert len(table) == len(seeds) * len(steps) * len(TASK_VALUES)
+    for k, (name, (_, kind)) in enumerate(TASK_VALUES.items()):
+        task, metric = name.split("/")
+        rows = table[(table.task == task) & (table.metric == metric)]
+        assert set(rows.kind) == {kind} and len(rows) == len(seeds) * len(steps)
+        np.testing.assert_allclose(rows.value, 1000 * rows.seed + rows.step + 0.1 * k)
+        np.testing.assert_array_equal(rows.tokens, rows.step * 10)
+    inner = traj.internal
+    assert list(inner.columns) == ["seed", "step", "tokens", "layer", "metric", "value"]
+    assert len(inner) == len(seeds) * len(steps) * 3 * 2
+    twonn = inner[inner.metric == "twonn_dimension"]
+    np.testing.assert_allclose(twonn.value, twonn.seed + twonn.step / 1000 + twonn.layer / 10)
+    # the segment table's task columns: one per metric, named task/{task}/{metric}/{column}
+    for name in TASK_VALUES:
+        for column in ("change", "change_ci_low", "change_ci_high", "trend"):
+            assert f"task/{name}/{column}" in traj.segments.columns, (name, column)
+    assert set(traj.correlations.metric) == set(TASK_VALUES)
+    assert set(traj.frame().columns) >= set(TASK_VALUES)
+
+
+def test_trajectory_without_task_or_internal_metrics_has_empty_tables(tmp_path):
+    tokens, alignment = _three_phase_case(seed=13, n_seeds=2)
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f.attrs.update(stage="aggregate", model_id="m", simulated=True)
+        f["seeds"], f["steps"], f["tokens"] = np.arange(2), PYTHIA_STEPS, tokens
+        f["brain/alignment_heldout_layer"] = alignment
+    phases(tmp_path / "m.h5", tmp_path / "t.h5", n_bootstrap=0)
+    traj = load_trajectory(tmp_path / "t.h5")
+    assert traj.tasks.empty and traj.internal.empty and not traj.metrics and not traj.internal_metrics
+    assert list(traj.tasks.columns)[-1] == "value" and len(traj.internal_layers) == 0

@@ -12,11 +12,15 @@ writes the same files, so that a workflow can declare them:
     Layer × checkpoint heatmap of seed-mean alignment with the best layer, a phase strip and
     the boundaries (:func:`~brainphase.figures.layers.plot_layers`).
 ``tasks``
-    Task metrics vs tokens, discontinuous (left) beside continuous (right), same phases
-    (:func:`~brainphase.figures.curves.plot_tasks`).
+    Task metrics vs tokens, one row per task family: discontinuous metrics (left) beside one
+    panel per continuous metric (right), seeds thin + seed mean, same phases
+    (:func:`~brainphase.figures.tasks.plot_tasks`).
 ``alignment_tasks``
-    Alignment against each task metric, coloured by training tokens
-    (:func:`~brainphase.figures.curves.plot_alignment_vs_tasks`).
+    Alignment against one discontinuous and one continuous metric per family, coloured by
+    training tokens (:func:`~brainphase.figures.tasks.plot_alignment_vs_tasks`).
+``internal``
+    Internal representation metrics (``/internal/*``) vs tokens, one panel per metric, one
+    line per layer (seed mean), same phases (:func:`~brainphase.figures.internal.plot_internal`).
 ``rois``
     Alignment per ROI vs tokens, and an ROI × layer heatmap at the last checkpoint
     (:func:`~brainphase.figures.rois.plot_rois`); works with a single checkpoint.
@@ -27,7 +31,8 @@ writes the same files, so that a workflow can declare them:
 
 Each figure says SIMULATED (title prefix, bold red) when the root attribute ``simulated`` is
 true. With fewer than 4 checkpoints or ``/phases`` status "skipped: ...", nothing is shaded or
-fitted and the figure says why; NaN values are drawn as gaps. Figures use the object-oriented
+fitted and the figure says why; NaN values are drawn as gaps. A trajectory without task or
+internal metrics gets a panel saying so. Figures use the object-oriented
 matplotlib API on the Agg canvas; each ``plot_*`` function returns its Figure.
 """
 
@@ -39,11 +44,13 @@ from pathlib import Path
 from typing import Sequence
 
 from brainphase.figures.brain import plot_brain_maps
-from brainphase.figures.curves import metric_order, plot_alignment, plot_alignment_vs_tasks, plot_tasks
+from brainphase.figures.curves import plot_alignment
 from brainphase.figures.data import FigureData, load_figure_data
+from brainphase.figures.internal import plot_internal
 from brainphase.figures.layers import plot_layers
 from brainphase.figures.rois import plot_rois
 from brainphase.figures.style import phase_spans
+from brainphase.figures.tasks import metric_order, plot_alignment_vs_tasks, plot_tasks
 from brainphase.io import atomic_file
 
 logger = logging.getLogger(__name__)
@@ -53,6 +60,7 @@ PLOTS = {
     "layers": plot_layers,
     "tasks": plot_tasks,
     "alignment_tasks": plot_alignment_vs_tasks,
+    "internal": plot_internal,
     "rois": plot_rois,
     "brain_maps": plot_brain_maps,
 }
@@ -62,8 +70,8 @@ FIGURE_NAMES = tuple(PLOTS)
 FORMATS = ("png", "pdf", "svg")
 
 __all__ = ["FIGURE_NAMES", "FORMATS", "FigureData", "PLOTS", "load_figure_data", "make_figures", "metric_order",
-           "phase_spans", "plot_alignment", "plot_alignment_vs_tasks", "plot_brain_maps", "plot_layers", "plot_rois",
-           "plot_tasks", "TABLE_NAME"]
+           "phase_spans", "plot_alignment", "plot_alignment_vs_tasks", "plot_brain_maps", "plot_internal", "plot_layers",
+           "plot_rois", "plot_tasks", "TABLE_NAME"]
 
 
 def make_figures(trajectory_path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png", "pdf"),

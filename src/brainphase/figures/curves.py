@@ -1,19 +1,15 @@
-"""Curves over training: alignment, task metrics, and alignment against each task metric."""
+"""Curves over training: brain alignment (task metrics: :mod:`brainphase.figures.tasks`)."""
 
 from __future__ import annotations
 
 import textwrap
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from brainphase.figures.data import ALTERNATIVE_CURVES, FigureData
 from brainphase.figures.style import (add_caption, boundary_positions, caption_lines, caption_text, new_figure,
-                                      phase_color, phase_name, phase_spans, seed_band, shade_phases, tick_positions,
-                                      title, token_axis, token_label)
+                                      phase_color, phase_name, phase_spans, seed_band, shade_phases, title, token_axis)
 
 ALTERNATIVE_COLORS = {
     "alignment_heldout_layer": "tab:blue",
@@ -30,7 +26,6 @@ MEASURE_TEXT = {
     "group": "held-out r on the group-average subject",
     "table": "as given in the input table",
 }
-KIND_COLORS = {"discontinuous": "tab:purple", "continuous": "tab:brown"}
 TOKEN_CMAP = "viridis"
 
 
@@ -126,133 +121,4 @@ def plot_alignment(data: FigureData) -> Figure:
               bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     add_caption(figure, figure.add_subplot(grid[1]), caption)
     title(figure, data, "brain alignment over training")
-    return figure
-
-
-def metric_order(data: FigureData) -> list[str]:
-    """Metric names, discontinuous ones first, then by name."""
-    return sorted(data.metrics, key=lambda name: (data.metric_kinds[name] != "discontinuous", name))
-
-
-def task_layout(counts: list[int]) -> tuple[int, list[int]]:
-    """Grid for blocks of panels side by side: (rows, columns of each block).
-
-    Parameters
-    ----------
-    counts : list of int
-        Number of panels in each block (discontinuous metrics, continuous metrics).
-
-    Returns
-    -------
-    n_rows : int
-        1 when no block has 2 panels, else enough rows for at most 3 columns per block (at least 2).
-    block_columns : list of int
-        ``ceil(count / n_rows)`` per block (at least 1).
-    """
-    largest = max(counts + [1])
-    n_rows = 1 if largest <= 1 else max(2, -(-largest // 3))
-    return n_rows, [max(1, -(-count // n_rows)) for count in counts]
-
-
-def plot_tasks(data: FigureData) -> Figure:
-    """Task metrics vs training tokens: the block of discontinuous metrics on the left, the block
-    of continuous ones on the right (:func:`task_layout`), each panel with seeds, band, mean and
-    the alignment figure's phases. A block's single panel spans both rows.
-
-    Panel titles are ``"{kind}: {metric}"``; line gids as in :func:`plot_alignment` with the
-    metric name instead of ``alignment``.
-    """
-    names = metric_order(data)
-    kinds = [kind for kind in ("discontinuous", "continuous") if any(data.metric_kinds[n] == kind for n in names)]
-    blocks = {kind: [n for n in names if data.metric_kinds[n] == kind] for kind in kinds}
-    n_rows, block_columns = task_layout([len(blocks[kind]) for kind in kinds])
-    n_cols = max(sum(block_columns), 1)
-    caption = caption_text(data, "Left: discontinuous metrics; right: continuous metrics." if len(kinds) == 2 else "")
-    n_lines = caption_lines(caption, 120)
-    figure = new_figure(4.6 * n_cols + 1.9, 3.1 * n_rows + 0.8 + 0.16 * n_lines)
-    grid = figure.add_gridspec(n_rows + 1, n_cols, height_ratios=[3.1] * n_rows + [0.2 + 0.16 * n_lines])
-    if not names:
-        ax = figure.add_subplot(grid[0, 0])
-        ax.text(0.5, 0.5, "no task metrics in this trajectory", ha="center", va="center", transform=ax.transAxes,
-                gid="no-metrics")
-        ax.set_axis_off()
-    legend_ax, legend_handles, free_cell = None, None, None
-    first_column = 0
-    for kind, columns in zip(kinds, block_columns):
-        panels = blocks[kind]
-        rows_used = -(-len(panels) // columns)
-        for i, name in enumerate(panels):
-            row, col = divmod(i, columns)
-            cell = grid[:n_rows, first_column + col] if rows_used == 1 else grid[row, first_column + col]
-            ax = figure.add_subplot(cell)
-            seed_band(ax, data.x, data.metrics[name], KIND_COLORS.get(kind, "tab:gray"), name, data.seeds)
-            token_axis(ax, data, label=rows_used == 1 or row == rows_used - 1 or i + columns >= len(panels))
-            phase_handles = shade_phases(ax, data)
-            ax.set_title(f"{kind}: {name}", fontsize=10, gid=f"panel-{name}")
-            ax.set_ylabel(name, fontsize=9)
-            legend_ax, legend_handles = ax, ax.get_legend_handles_labels()[0] + phase_handles
-        if rows_used * columns > len(panels):
-            free_cell = grid[rows_used - 1, first_column + columns - 1]
-        first_column += columns
-    if legend_handles is not None:
-        if free_cell is not None:  # an empty cell of the grid holds the legend
-            holder = figure.add_subplot(free_cell)
-            holder.set_axis_off()
-            holder.legend(handles=legend_handles, fontsize=8, loc="center")
-        else:  # beside the last panel drawn (bottom right)
-            legend_ax.legend(handles=legend_handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                             borderaxespad=0.0)
-    add_caption(figure, figure.add_subplot(grid[n_rows, :]), caption, 120)
-    title(figure, data, "task metrics over training")
-    return figure
-
-
-def plot_alignment_vs_tasks(data: FigureData) -> Figure:
-    """Alignment (y) against each task metric (x), one panel per metric.
-
-    Small points: each seed at each checkpoint; large points joined in training order: the
-    seed means (gid ``path-{metric}``, data = seed means of the metric and of alignment);
-    colour = position on the token axis (colour bar labelled in tokens, ``0`` = step 0).
-    Panel titles give Spearman's rho of the seed means over checkpoints.
-    """
-    names = metric_order(data)
-    n_panels = max(len(names), 1)
-    n_cols = min(n_panels, 3)
-    n_rows = int(np.ceil(n_panels / n_cols))
-    figure = new_figure(4.3 * n_cols + 1.2, 3.7 * n_rows + 0.5)
-    norm = Normalize(float(data.x.min()), float(data.x.max()) if data.x.max() > data.x.min() else float(data.x.min()) + 1)
-    cmap = colormaps[TOKEN_CMAP]
-    axes = figure.subplots(n_rows, n_cols, squeeze=False).ravel()
-    y_mean = seed_mean(data.alignment)
-    colour_x = np.broadcast_to(data.x, data.alignment.shape)
-    for ax, name in zip(axes, names):
-        values = data.metrics[name]
-        ok = np.isfinite(values) & np.isfinite(data.alignment)
-        ax.scatter(values[ok], data.alignment[ok], c=colour_x[ok], cmap=cmap, norm=norm, s=10, alpha=0.45,
-                   linewidths=0, gid=f"seeds-{name}")
-        x_mean = seed_mean(values)
-        keep = np.isfinite(x_mean) & np.isfinite(y_mean)
-        ax.plot(x_mean[keep], y_mean[keep], color="0.45", linewidth=0.8, zorder=2, gid=f"path-{name}")
-        ax.scatter(x_mean[keep], y_mean[keep], c=data.x[keep], cmap=cmap, norm=norm, s=38, edgecolors="black",
-                   linewidths=0.6, zorder=3)
-        rho = spearman_rho(x_mean[keep], y_mean[keep]) if keep.sum() >= 3 else np.nan
-        rho_text = f"Spearman ρ = {rho:.2f}" if np.isfinite(rho) else "ρ: too few checkpoints"
-        ax.set_title(f"{name} ({data.metric_kinds[name]})\n{rho_text} (seed means)", fontsize=9)
-        ax.set_xlabel(name, fontsize=9)
-        ax.set_ylabel("brain alignment", fontsize=9)
-        ax.grid(alpha=0.3)
-    if not names:
-        axes[0].text(0.5, 0.5, "no task metrics in this trajectory", ha="center", va="center",
-                     transform=axes[0].transAxes, gid="no-metrics")
-    for ax in axes[len(names):]:
-        ax.set_axis_off()
-    bar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), shrink=0.9, pad=0.02)
-    positive = data.tokens > 0
-    ticks = list(tick_positions(float(data.x[positive].min()), float(data.x.max()))) if positive.any() else []
-    labels = [token_label(10 ** t) for t in ticks]
-    if (~positive).any():
-        ticks, labels = [float(data.x[~positive][0])] + ticks, ["0"] + labels
-    bar.set_ticks(ticks, labels=labels)
-    bar.set_label("training tokens (colour, log scale)")
-    title(figure, data, "brain alignment against task metrics")
     return figure

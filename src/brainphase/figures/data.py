@@ -48,6 +48,7 @@ class FigureData:
     alignment_roi : ndarray, shape (n_seeds, n_steps, n_rois), or None
     roi_mean_r : ndarray, shape (n_seeds, n_steps, n_layers, n_subjects, n_rois), or None
     metrics : dict of str -> ndarray, shape (n_seeds, n_steps)
+        Task metrics ``"{task}/{metric}"`` (plain names in older files and tables).
     metric_kinds : dict of str -> str
         ``"continuous"`` or ``"discontinuous"`` (attribute ``kind``).
     x : ndarray, shape (n_steps,)
@@ -72,6 +73,13 @@ class FigureData:
     mask : ndarray of bool, shape (X, Y, Z), or None
         Voxel ``v`` is the ``v``-th true entry of ``mask`` in C order.
     affine : ndarray, shape (4, 4), or None
+    metric_families : dict of str -> str
+        Task family of each metric (``""`` when the file gives none).
+    metric_higher_is_better : dict of str -> bool
+    internal_metrics : dict of str -> ndarray, shape (n_seeds, n_steps, n_internal_layers)
+        ``/internal/{name}`` (empty dict when the trajectory has none).
+    internal_layers : ndarray of int, shape (n_internal_layers,)
+    internal_descriptions : dict of str -> str
     """
 
     path: Path
@@ -102,6 +110,11 @@ class FigureData:
     voxel_r: np.ndarray | None = None
     mask: np.ndarray | None = None
     affine: np.ndarray | None = None
+    metric_families: dict[str, str] = field(default_factory=dict)
+    metric_higher_is_better: dict[str, bool] = field(default_factory=dict)
+    internal_metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    internal_layers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    internal_descriptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:
@@ -207,4 +220,9 @@ def load_figure_data(path: str | Path) -> FigureData:
         voxel_r=traj.voxel_r if has_maps else None,
         mask=np.asarray(traj.mask).astype(bool) if has_maps else None,
         affine=traj.affine if has_maps else None,
+        metric_families=dict(traj.metric_families),
+        metric_higher_is_better=dict(traj.metric_higher_is_better),
+        internal_metrics={name: values.astype(float) for name, values in traj.internal_metrics.items()},
+        internal_layers=np.asarray(traj.internal_layers),
+        internal_descriptions=dict(traj.internal_descriptions),
     )

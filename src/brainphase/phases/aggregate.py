@@ -1,7 +1,9 @@
 """``brainphase aggregate``: per-checkpoint scores and task metrics -> ``metrics.h5``.
 
 Collects ``scores/{model}/seed{seed}/step{step}.h5`` (from ``brainphase encode``) and, when
-there are any, ``tasks/{model}/seed{seed}/step{step}.h5`` into arrays over seeds x steps.
+there are any, ``tasks/...`` and ``internal/{model}/seed{seed}/step{step}.h5`` (task metrics
+``/metrics/{task}/{metric}`` and internal metrics ``/internal/{name}``,
+:mod:`brainphase.phases.collect`) into arrays over seeds x steps.
 Brain alignment of a checkpoint is summarised without layer-selection bias
 (:mod:`brainphase.phases.summary`): ``alignment_heldout_layer`` (layer chosen on other
 subjects or other voxels) and ``alignment_layer_mean``; the per-layer curve, per-ROI values,
@@ -27,6 +29,7 @@ from brainphase.errors import InputError
 from brainphase.io import atomic_h5, attr_text, open_h5, provenance, read_strings, string_array
 from brainphase.config import schema_default
 from brainphase.phases.summary import FIXED_LAYER, HELDOUT_VOXELS, checkpoint_summary, fixed_layer_choice, voxel_mean
+from brainphase.phases.collect import read_internal_metrics, read_task_metrics, write_internal_metrics, write_task_metrics
 from brainphase.phases.voxel_blocks import BlockCollector, block_sizes, block_starts
 
 logger = logging.getLogger(__name__)
@@ -95,6 +98,27 @@ def _grid(checkpoints: Sequence[_Checkpoint], kind: str) -> tuple[list[int], lis
     return seeds, steps, by_key
 
 
+def _matching_grid(paths: list[Path], kind: str, stage: str, scores_by_key: dict, seeds: list[int],
+                   steps: list[int], model_id: str) -> dict[tuple[int, int], Path]:
+    """``{(seed, step): path}`` of per-checkpoint ``--{kind}`` files covering the scores' grid."""
+    if not paths:
+        return {}
+    ckpts = []
+    for path in paths:
+        with open_h5(path, stage=stage) as handle:
+            ckpts.append(_checkpoint(path, handle))
+    found_seeds, found_steps, by_key = _grid(ckpts, kind)
+    if (found_seeds, found_steps) != (seeds, steps):
+        raise InputError(f"--scores cover seeds {seeds} x steps {steps} but --{kind} cover seeds {found_seeds} x steps "
+                         f"{found_steps}; pass the {kind} files of the same checkpoints")
+    if ckpts[0].model_id != model_id:
+        raise InputError(f"--scores are of model {model_id!r} but --{kind} of {ckpts[0].model_id!r}")
+    for key, ckpt in scores_by_key.items():
+        if by_key[key].tokens != ckpt.tokens:
+            raise InputError(f"{ckpt.path} says tokens={ckpt.tokens} but {by_key[key].path} says {by_key[key].tokens}")
+    return {key: ckpt.path for key, ckpt in by_key.items()}
+
+
 def _read_labels(path: Path, roi_names: list[str], n_voxels: int) -> np.ndarray:
     """Read ``/rois/labels`` of a responses file and check it against the scores files."""
     with open_h5(path, stage="load-fmri") as handle:
@@ -107,45 +131,6 @@ def _read_labels(path: Path, roi_names: list[str], n_voxels: int) -> np.ndarray:
     if labels.shape != (n_voxels,):
         raise InputError(f"{path}: /rois/labels has shape {labels.shape}, the scores have {n_voxels} voxels; pass the matching responses file")
     return labels
-
-
-def _read_tasks(ckpts: dict[tuple[int, int], _Checkpoint], seeds: list[int], steps: list[int]) -> dict[str, dict]:
-    """Task metrics as ``{name: {"values": (n_seeds, n_steps), "higher_is_better": bool, "kind": str}}``."""
-    metrics: dict[str, dict] = {}
-    skipped_reasons: set[str] = set()
-    for i_seed, seed in enumerate(seeds):
-        for i_step, step in enumerate(steps):
-            path = ckpts[(seed, step)].path
-            with open_h5(path, stage="tasks") as handle:
-                skipped = attr_text(handle, "skipped")
-                if skipped:
-                    if metrics:
-                        raise InputError(f"{path}: task metrics were skipped ({skipped}) but other tasks files have {sorted(metrics)}")
-                    skipped_reasons.add(skipped)
-                    continue
-                if "metrics" not in handle or not len(handle["metrics"]):
-                    raise InputError(f"{path}: no /metrics/{{name}} datasets; re-run `brainphase tasks` for it")
-                if skipped_reasons:
-                    raise InputError(f"{path}: has task metrics but other tasks files were skipped ({sorted(skipped_reasons)})")
-                group = handle["metrics"]
-                if metrics and sorted(group) != sorted(metrics):
-                    raise InputError(f"{path}: metrics {sorted(group)} differ from the other tasks files' {sorted(metrics)}")
-                for name, dataset in group.items():
-                    kind = attr_text(dataset, "kind")
-                    if kind not in ("continuous", "discontinuous") or "higher_is_better" not in dataset.attrs:
-                        raise InputError(f"{path}: /metrics/{name} needs attrs higher_is_better and kind (continuous/discontinuous)")
-                    entry = metrics.setdefault(name, {
-                        "values": np.full((len(seeds), len(steps)), np.nan),
-                        "higher_is_better": bool(dataset.attrs["higher_is_better"]),
-                        "kind": kind,
-                    })
-                    if (entry["kind"], entry["higher_is_better"]) != (kind, bool(dataset.attrs["higher_is_better"])):
-                        raise InputError(f"{path}: /metrics/{name} attrs differ from the other tasks files'")
-                    entry["values"][i_seed, i_step] = float(dataset[()])
-    for reason in sorted(skipped_reasons):
-        logger.warning("no task metrics: %s", reason)
-    return metrics
-
 
 
 @dataclass
@@ -196,8 +181,8 @@ def _check_roi_means(path: Path, r: np.ndarray, roi_mean_r: np.ndarray, labels: 
 
 def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Path], out: str | Path,
               responses_path: str | Path | None = None, config: argparse.Namespace | dict | None = None,
-              voxel_blocks: int | None = None) -> Path:
-    """Collect per-checkpoint scores and task metrics into ``metrics.h5``.
+              voxel_blocks: int | None = None, internal_paths: Sequence[str | Path] = ()) -> Path:
+    """Collect per-checkpoint scores, task and internal metrics into ``metrics.h5``.
 
     Parameters
     ----------
@@ -219,6 +204,10 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
         Contiguous voxel blocks whose means are stored for the phase bootstrap
         (:mod:`brainphase.phases.voxel_blocks`; only with >= 2 voxels per block; 0 = none);
         default ``phases.voxel_blocks`` of the schema.
+    internal_paths : sequence of path
+        ``internal/{model}/seed{seed}/step{step}.h5`` files (``brainphase internal``) of the same
+        checkpoints, or none; stored as ``/internal/{name}`` (S, T, L)
+        (:func:`brainphase.phases.collect.read_internal_metrics`).
 
     Returns
     -------
@@ -229,11 +218,12 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
     ------
     InputError
         Incomplete seeds x steps grid, duplicated checkpoints, a file without a seed label, mixed
-        models, mixed simulated/real data, inconsistent layers/subjects/ROIs/metrics, or a
-        responses file that does not match the scores.
+        models, mixed simulated/real data, inconsistent layers/subjects/ROIs/metrics, task files
+        with other tasks or versions, or a responses file that does not match the scores.
     """
     scores_paths = [Path(p) for p in scores_paths]
     tasks_paths = [Path(p) for p in tasks_paths]
+    internal_paths = [Path(p) for p in internal_paths]
     if not scores_paths:
         raise InputError("aggregate needs at least one --scores file")
     score_ckpts, simulated_flags = [], []
@@ -243,21 +233,8 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
             simulated_flags.append(bool(handle.attrs.get("simulated", False)))
     seeds, steps, scores_by_key = _grid(score_ckpts, "scores")
     model_id = score_ckpts[0].model_id
-    tasks_by_key = {}
-    if tasks_paths:
-        task_ckpts = []
-        for path in tasks_paths:
-            with open_h5(path, stage="tasks") as handle:
-                task_ckpts.append(_checkpoint(path, handle))
-        task_seeds, task_steps, tasks_by_key = _grid(task_ckpts, "tasks")
-        if (task_seeds, task_steps) != (seeds, steps):
-            raise InputError(f"--scores cover seeds {seeds} x steps {steps} but --tasks cover seeds {task_seeds} x steps "
-                             f"{task_steps}; pass the tasks files of the same checkpoints")
-        if task_ckpts[0].model_id != model_id:
-            raise InputError(f"--scores are of model {model_id!r} but --tasks of {task_ckpts[0].model_id!r}")
-        for key, ckpt in scores_by_key.items():
-            if tasks_by_key[key].tokens != ckpt.tokens:
-                raise InputError(f"{ckpt.path} says tokens={ckpt.tokens} but {tasks_by_key[key].path} says {tasks_by_key[key].tokens}")
+    tasks_by_key = _matching_grid(tasks_paths, "tasks", "tasks", scores_by_key, seeds, steps, model_id)
+    internal_by_key = _matching_grid(internal_paths, "internal", "internal", scores_by_key, seeds, steps, model_id)
     if len(set(simulated_flags)) > 1:
         sim = [str(p) for p, s in zip(scores_paths, simulated_flags) if s][:3]
         raise InputError(f"--scores mix simulated ({sim}...) and real fMRI; aggregate one kind at a time")
@@ -363,10 +340,12 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
         brain.update(blocks.datasets(at_chosen, split_half=method == HELDOUT_VOXELS))
         brain["voxel_block_sizes"] = block_sizes(starts, n_selected)
 
-    metrics = _read_tasks(tasks_by_key, seeds, steps) if tasks_by_key else {}
-    inputs = [*scores_paths, *tasks_paths] + ([Path(responses_path)] if responses_path is not None else [])
+    task_metrics = read_task_metrics(tasks_by_key, seeds, steps)
+    internal = read_internal_metrics(internal_by_key, seeds, steps)
+    inputs = [*scores_paths, *tasks_paths, *internal_paths] + ([Path(responses_path)] if responses_path is not None else [])
     if config is None:
-        config = {"scores": scores_paths, "tasks": tasks_paths, "responses": responses_path, "out": out}
+        config = {"scores": scores_paths, "tasks": tasks_paths, "internal": internal_paths, "responses": responses_path,
+                  "out": out}
     attrs = provenance("aggregate", config, inputs, model_id=model_id, simulated=simulated_flags[0],
                        n_seeds=len(seeds), n_steps=len(steps))
     with atomic_h5(out, attrs) as handle:
@@ -386,13 +365,10 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
         group.attrs["layer_selection"] = method
         group.attrs["voxel_blocks"] = 0 if starts is None else len(starts)
         group.attrs["measures"] = string_array([m for m in MEASURES if f"alignment_{m}" in group])
-        task_group = handle.create_group("metrics")
-        for name in sorted(metrics):
-            task_group[name] = metrics[name]["values"]
-            task_group[name].attrs["higher_is_better"] = metrics[name]["higher_is_better"]
-            task_group[name].attrs["kind"] = metrics[name]["kind"]
-    logger.info("aggregated %d seeds x %d steps of %s (%d task metrics; layer selection: %s) into %s",
-                len(seeds), len(steps), model_id, len(metrics), method, out)
+        write_task_metrics(handle, task_metrics)
+        write_internal_metrics(handle, internal)
+    logger.info("aggregated %d seeds x %d steps of %s (%d task metrics, %d internal metrics; layer selection: %s) into %s",
+                len(seeds), len(steps), model_id, len(task_metrics["metrics"]), len(internal["metrics"]), method, out)
     return Path(out)
 
 
@@ -402,6 +378,8 @@ def add_aggregate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scores/{model}/seed{seed}/step{step}.h5 files (every step of every seed)")
     parser.add_argument("--tasks", nargs="*", default=[], type=Path, metavar="FILE",
                         help="tasks/{model}/seed{seed}/step{step}.h5 files of the same checkpoints (none: no task metrics)")
+    parser.add_argument("--internal", nargs="*", default=[], type=Path, metavar="FILE",
+                        help="internal/{model}/seed{seed}/step{step}.h5 files of the same checkpoints (none: no internal metrics)")
     parser.add_argument("--responses", type=Path, default=None, metavar="FILE",
                         help="fmri/responses.h5 whose /rois/labels select the ROI voxels (required when the scores have ROIs)")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="metrics.h5 to write")
@@ -413,4 +391,4 @@ def add_aggregate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_aggregate(args: argparse.Namespace) -> None:
     """Entry point of ``brainphase aggregate``."""
     aggregate(args.scores, args.tasks, args.out, responses_path=args.responses, config=args,
-              voxel_blocks=args.voxel_blocks)
+              voxel_blocks=args.voxel_blocks, internal_paths=args.internal)

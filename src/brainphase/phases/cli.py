@@ -28,6 +28,7 @@ from brainphase.io import atomic_h5, attr_text, open_h5, provenance, string_arra
 from brainphase.phases.aggregate import MEASURES
 from brainphase.phases.label import LABEL_NAMES, TrajectoryPhases, analyse_trajectory, quiet_nanmean
 from brainphase.phases.voxel_blocks import read_voxel_blocks
+from brainphase.phases.read import metric_datasets
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
                                  f"scores (available: {available}); choose another or re-run encode with what it needs")
             data = {"seeds": src["seeds"][()], "steps": src["steps"][()], "tokens": src["tokens"][()],
                     "alignment": src[key][()],
-                    "metrics": {n: d[()] for n, d in src["metrics"].items()} if "metrics" in src else {}}
+                    "metrics": {name: dataset[()] for name, dataset in metric_datasets(src).items()}}
             subject_key = f"{key}_subject"
             subject_alignment = src[subject_key][()] if subject_key in src else None
             blocks = read_voxel_blocks(src, settings["measure"], settings["voxel_blocks"])
@@ -221,7 +222,7 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
                 handle[f"metrics/{name}"] = values
                 handle[f"metrics/{name}"].attrs.update(kind=data["kinds"][name], higher_is_better=data["higher_is_better"][name])
         else:
-            with open_h5(source) as src:
+            with open_h5(source) as src:  # every group with its attrs: /brain, /metrics/{task}, /internal, ...
                 for name in src:
                     src.copy(src[name], handle, name=name)
             handle["brain/alignment"] = data["alignment"]

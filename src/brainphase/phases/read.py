@@ -34,6 +34,8 @@ class Trajectory:
     alignment_roi : ndarray, shape (n_seeds, n_steps, n_rois), or None
         Per ROI, each subject at its held-out-chosen layer, mean over subjects.
     metrics : dict of str -> ndarray, shape (n_seeds, n_steps)
+        Task metrics by name: ``"{task}/{metric}"`` (``/metrics/{task}/{metric}``), or the
+        plain name of an older file or a table column (``/metrics/{name}``).
     metric_kinds : dict of str -> str
         ``continuous`` / ``discontinuous``.
     x, curve, fitted : ndarray, shape (n_steps,)
@@ -55,6 +57,16 @@ class Trajectory:
         Brain mask and its affine for ``voxel_r``.
     model_id : str
     simulated : bool
+    metric_higher_is_better : dict of str -> bool
+    metric_families : dict of str -> str
+        Family of each metric's task (``next_token``, ``induction``, ``formal``, ...); ``""``
+        for a metric without a task group (older files, table columns).
+    task_attrs : dict of str -> dict
+        Attributes of each ``/metrics/{task}`` group (``family``, ``version``, ``n_items``...).
+    internal_metrics : dict of str -> ndarray, shape (n_seeds, n_steps, n_internal_layers)
+        ``/internal/{name}`` (empty when the trajectory has none).
+    internal_layers : ndarray of int, shape (n_internal_layers,)
+    internal_descriptions : dict of str -> str
     """
 
     steps: np.ndarray
@@ -89,6 +101,12 @@ class Trajectory:
     model_id: str = ""
     simulated: bool = False
     extra: dict = field(default_factory=dict)
+    metric_higher_is_better: dict = field(default_factory=dict)
+    metric_families: dict = field(default_factory=dict)
+    task_attrs: dict = field(default_factory=dict)
+    internal_metrics: dict = field(default_factory=dict)
+    internal_layers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    internal_descriptions: dict = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:
@@ -113,6 +131,39 @@ class Trajectory:
                 parts.append(parts[0].assign(roi=name, alignment=per_roi[..., k].ravel()))
         return pd.concat(parts, ignore_index=True)
 
+    @property
+    def tasks(self) -> pd.DataFrame:
+        """Long table of task metrics: one row per seed, checkpoint and metric.
+
+        Columns ``seed, step, tokens, task, family, metric, kind, value``; ``task`` and ``metric``
+        split the name ``"{task}/{metric}"`` (``task`` is ``""`` for a name without ``/``).
+        """
+        columns = ["seed", "step", "tokens", "task", "family", "metric", "kind", "value"]
+        seed, step = (a.ravel() for a in np.meshgrid(np.arange(len(self.seeds)), np.arange(len(self.steps)), indexing="ij"))
+        parts = []
+        for name, values in self.metrics.items():
+            task, _, metric = name.rpartition("/")
+            parts.append(pd.DataFrame({"seed": self.seeds[seed], "step": self.steps[step], "tokens": self.tokens[step],
+                                       "task": task, "family": self.metric_families.get(name, ""), "metric": metric,
+                                       "kind": self.metric_kinds.get(name, ""), "value": np.asarray(values).ravel()}))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+    @property
+    def internal(self) -> pd.DataFrame:
+        """Long table of internal metrics: one row per seed, checkpoint, layer and metric.
+
+        Columns ``seed, step, tokens, layer, metric, value``.
+        """
+        columns = ["seed", "step", "tokens", "layer", "metric", "value"]
+        if not self.internal_metrics:
+            return pd.DataFrame(columns=columns)
+        seed, step, layer = (a.ravel() for a in np.meshgrid(np.arange(len(self.seeds)), np.arange(len(self.steps)),
+                                                             np.arange(len(self.internal_layers)), indexing="ij"))
+        return pd.concat([pd.DataFrame({"seed": self.seeds[seed], "step": self.steps[step], "tokens": self.tokens[step],
+                                        "layer": self.internal_layers[layer], "metric": name,
+                                        "value": np.asarray(values).ravel()})
+                          for name, values in self.internal_metrics.items()], ignore_index=True)
+
     def frame(self) -> pd.DataFrame:
         """One row per checkpoint: step, tokens, seed-mean alignment, fit, phase name, seed-mean metrics."""
         names = np.array(self.label_names + ["not labelled"])
@@ -135,6 +186,24 @@ def read_table_group(group: h5py.Group) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def metric_datasets(handle: h5py.File) -> dict[str, h5py.Dataset]:
+    """Every task-metric dataset under ``/metrics`` by name, in sorted order.
+
+    ``/metrics/{task}/{metric}`` is named ``"{task}/{metric}"`` (its group's attrs hold the
+    task's family and version); a dataset directly under ``/metrics`` (older files, table
+    columns) keeps its plain name. No ``/metrics`` group: no metrics.
+    """
+    found: dict[str, h5py.Dataset] = {}
+    if "metrics" in handle:
+        handle["metrics"].visititems(lambda name, obj: found.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
+    return dict(sorted(found.items()))
+
+
+def _family(handle: h5py.File, name: str) -> str:
+    task = name.rpartition("/")[0]
+    return attr_text(handle["metrics"][task], "family") if task else ""
+
+
 def _attrs(group: h5py.Group) -> dict:
     return {k: (attr_text(group, k) if isinstance(v, (bytes, str)) else v) for k, v in group.attrs.items()}
 
@@ -144,7 +213,10 @@ def load_trajectory(path: str | Path) -> Trajectory:
     with open_h5(Path(path), stage="phases") as handle:
         brain, phases = handle["brain"], handle["phases"]
         curves = {m: brain[f"alignment_{m}"][()] for m in MEASURES if f"alignment_{m}" in brain}
-        metrics = handle.get("metrics", {})
+        metrics = metric_datasets(handle)
+        tasks = {name: _attrs(group) for name, group in handle["metrics"].items()
+                 if isinstance(group, h5py.Group)} if "metrics" in handle else {}
+        internal = handle["internal"] if "internal" in handle else None
         corr = handle["correlations"]
         correlations = pd.DataFrame({"metric": read_strings(corr["metric_names"]),
                                      **{k: corr[k][()] for k in ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")}})
@@ -168,4 +240,9 @@ def load_trajectory(path: str | Path) -> Trajectory:
             mask=handle["mask/mask"][()] if "mask/mask" in handle else None,
             affine=handle["mask/affine"][()] if "mask/affine" in handle else None,
             model_id=attr_text(handle, "model_id"), simulated=bool(handle.attrs.get("simulated", False)),
+            metric_higher_is_better={name: bool(ds.attrs.get("higher_is_better", True)) for name, ds in metrics.items()},
+            metric_families={name: _family(handle, name) for name in metrics}, task_attrs=tasks,
+            internal_metrics={} if internal is None else {name: ds[()] for name, ds in sorted(internal.items())},
+            internal_layers=np.zeros(0, dtype=np.int64) if internal is None else np.asarray(internal.attrs["layers"], dtype=np.int64),
+            internal_descriptions={} if internal is None else {n: attr_text(ds, "description") for n, ds in internal.items()},
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from _models import build_model, save_checkpoint, tiny_tokenizer_dir, write_stimulus  # noqa: F401
 from scipy.spatial import cKDTree
 from sklearn.datasets import make_swiss_roll
 
-from _models import build_model, save_checkpoint, tiny_tokenizer_dir, write_stimulus  # noqa: F401
 from brainphase.cli import main as cli_main
 from brainphase.errors import InputError
 from brainphase.internal.cli import METRICS, compute_internal, word_subsample
@@ -309,7 +309,7 @@ def test_internal_on_extracted_activations(tiny_tokenizer_dir, tmp_path):
         n_layers, n_words = source.attrs["n_layers"], source["layer_0"].shape[0]
         distinct_layer0 = len(np.unique(source["layer_0"][()], axis=0))
         assert distinct_layer0 < n_words  # the stimulus repeats words ("fox")
-        assert list(handle["metrics/twonn_dimension"].attrs["n_points"])[0] == distinct_layer0
+        assert handle["metrics/twonn_dimension"].attrs["n_points"][0] == distinct_layer0
         assert (handle.attrs["step"], handle.attrs["seed"], handle.attrs["tokens"]) == (16, 3, 4096)
         assert (handle.attrs["final_step"], handle.attrs["previous_step"], handle.attrs["n_words"]) == (16, 0, n_words)
         for name in METRICS:

@@ -58,8 +58,8 @@ def _read_words(handle, path: Path) -> dict[str, np.ndarray]:
 def _first_difference(first: dict, second: dict) -> str:
     if sorted(first) != sorted(second):
         return f"columns {sorted(first)} versus {sorted(second)}"
-    for name in first:
-        a, b = first[name], second[name]
+    for name, a in first.items():
+        b = second[name]
         if a.shape != b.shape:
             return f"{len(a)} versus {len(b)} words"
         equal = a == b

@@ -227,7 +227,7 @@ class CentredLayer:
     gram_norm: float
 
     @classmethod
-    def from_features(cls, features: np.ndarray, spectrum: bool = True) -> "CentredLayer":
+    def from_features(cls, features: np.ndarray, spectrum: bool = True) -> CentredLayer:
         """Centre ``features`` (n, d); Gram matrix in float64, its eigenvalues only when
         ``spectrum`` (for the effective rank; CKA needs only the norm)."""
         centred = centre_columns(features)

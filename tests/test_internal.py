@@ -317,3 +317,13 @@ def test_internal_on_extracted_activations(tiny_tokenizer_dir, tmp_path):
             assert np.all(np.isfinite(handle[f"metrics/{name}"][()])), name
         np.testing.assert_allclose(handle["metrics/cka_final"][()], 1.0, atol=1e-5)
         assert np.all(handle["metrics/cka_previous"][()] < 0.99)  # independent random weights
+
+
+def test_block_reading_gives_the_same_metrics(checkpoints, monkeypatch):
+    from brainphase.internal import cli as internal_cli
+
+    whole, _ = compute_internal(checkpoints[4], checkpoints[16], checkpoints[0], 100, 0)
+    monkeypatch.setattr(internal_cli, "_READ_BLOCK_WORDS", 7)  # 120 words in 18 blocks
+    blocked, _ = compute_internal(checkpoints[4], checkpoints[16], checkpoints[0], 100, 0)
+    for name in METRICS:
+        np.testing.assert_array_equal(blocked[name], whole[name])

@@ -36,6 +36,8 @@ METRICS: dict[str, str] = {
 }
 #: root attributes copied from the activation file (model labels)
 MODEL_LABELS = ("model_id", "revision", "seed", "step", "tokens", "weights_sha256")
+#: words read from an activation file at once
+_READ_BLOCK_WORDS = 4096
 
 
 @dataclass
@@ -109,9 +111,17 @@ def word_subsample(n_words: int, max_words: int, seed: int) -> np.ndarray:
 
 
 def _read_layer(path: Path, layer: int, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (sorted) of ``/layer_{layer}`` as float64, read in blocks of words so that
+    memory stays near the subsample's size."""
     with open_h5(path) as handle:
-        values = handle[f"layer_{layer}"][()]
-    values = values[rows].astype(np.float64)
+        dataset = handle[f"layer_{layer}"]
+        blocks = []
+        for start in range(0, dataset.shape[0], _READ_BLOCK_WORDS):
+            stop = start + _READ_BLOCK_WORDS
+            wanted = rows[(rows >= start) & (rows < stop)]
+            if len(wanted):
+                blocks.append(dataset[start:stop][wanted - start].astype(np.float64))
+    values = np.concatenate(blocks) if blocks else np.empty((0, dataset.shape[1]))
     if not np.all(np.isfinite(values)):
         raise InputError(f"{path}: /layer_{layer} holds non-finite values")
     return values

@@ -1,7 +1,7 @@
 # brainphase: set-up, demo, tests and benchmarks. Every target sets up .venv first if needed.
 #   make demo       set up, then run the embedded demo workflow (snakemake --cores all)
 #   make test       set up, then run the default test suite (< 10 min on 2 cores)
-#   make test-slow  the slower tests (marked @pytest.mark.slow)
+#   make test-slow  the slower tests (marked @pytest.mark.slow); installs the extra [lmeval] first
 #   make bench      the benchmarks in bench/ (quick modes)
 PYTHON ?= python3
 VENV ?= .venv
@@ -31,8 +31,14 @@ report: setup
 test: setup
 	$(BIN)/python -m pytest
 
-test-slow: setup
+# the slow tests include the lm-eval cross-check (tests/test_lmeval.py): install the extra first
+test-slow: setup $(VENV)/.installed-lmeval
 	$(BIN)/python -m pytest -m slow
+
+# lm_eval[hf] (~190 s, ~0.5 GB; leaves torch, numpy and transformers as they are) only for test-slow
+$(VENV)/.installed-lmeval: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,lmeval]'
+	touch $@
 
 bench: setup
 	$(BIN)/python bench/extract.py --quick

@@ -95,6 +95,16 @@ def test_variance_partition_recovers_planted_unique_shares():
     np.testing.assert_allclose(parts["unique_r2"] + parts["shared_r2"], r2["layer"], atol=1e-6)
 
 
+def test_banded_shared_inner_fits_equal_one_fit_per_outer_fold():
+    X, Y, groups, sizes = planted()
+    estimator = BandedRidgeCV(sizes, ratio_grid([0.1, 1.0, 10.0]), ALPHAS, dtype="float64")
+    shared = nested_cv_predict(estimator, X, Y, groups)
+    loop = nested_cv_predict(estimator, X, Y, groups, shared_inner_fits=False)
+    assert shared[2] == loop[2]
+    np.testing.assert_array_equal(shared[1], loop[1])
+    np.testing.assert_allclose(shared[0], loop[0], atol=1e-10)
+
+
 def test_bad_inputs_are_refused():
     X, Y, groups, sizes = planted()
     with pytest.raises(InputError, match="band_sizes"):

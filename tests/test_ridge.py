@@ -155,3 +155,23 @@ def test_nested_cv_predict_holds_out_each_run():
     np.testing.assert_array_equal(alphas[2], manual.best_alphas_)
     with pytest.raises(InputError, match="at least 3 runs"):
         nested_cv_predict(estimator, X[groups < "run2"], Y[groups < "run2"], groups[groups < "run2"])
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"standardize": True},
+    {"fit_intercept": False, "solver": "dual", "chunk_size": 7},
+    {"dtype": "float32"},
+])
+def test_shared_inner_fits_equal_one_fit_per_outer_fold(options):
+    X, Y, groups = planted(n_samples=150, n_runs=5)
+    order = np.concatenate([np.flatnonzero(groups == f"run{k}") for k in (3, 0, 4, 1, 2)])  # not in label order
+    X, Y, groups = X[order], Y[order], groups[order]
+    estimator = RidgeCV(alphas=ALPHAS, **{"dtype": "float64", **options})
+    shared = nested_cv_predict(estimator, X, Y, groups)
+    loop = nested_cv_predict(estimator, X, Y, groups, shared_inner_fits=False)
+    assert shared[2] == loop[2] == ["run3", "run0", "run4", "run1", "run2"]
+    np.testing.assert_array_equal(shared[1], loop[1])  # the same alpha in every outer fold
+    tolerance = 1e-4 if options.get("dtype") == "float32" else 1e-10
+    np.testing.assert_allclose(shared[0], loop[0], atol=tolerance)
+    assert len(np.unique(shared[1])) > 1  # alphas differ between targets: the choice is exercised

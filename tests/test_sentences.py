@@ -240,6 +240,28 @@ def test_fold_mean_scores_match_scipy():
     np.testing.assert_allclose(r2, np.mean([r2_score(y[m], pred[m], multioutput="raw_values") for m in parts], axis=0))
 
 
+def test_scores_by_fold_match_the_column_scores_of_each_fold_and_of_all_rows(caplog):
+    from brainphase.encoding.scoring import pearson_columns, r2_columns, scores_by_fold
+
+    rng = np.random.default_rng(7)
+    y = (rng.standard_normal((31, 4)) + 50.0).astype(np.float32)  # large means: centring must not lose digits
+    pred = (0.4 * y + rng.standard_normal((31, 4)) + 20.0).astype(np.float32)
+    y[:, 3], pred[:, 2] = 2.5, 0.1  # a constant target and a constant prediction: NaN, never a number
+    folds = np.array([2] * 9 + [0] * 12 + [5] * 10)
+    rng.shuffle(folds)  # folds need not be contiguous
+    scores = scores_by_fold(y, pred, folds)
+    parts = [folds == k for k in (0, 2, 5)]
+    with caplog.at_level("WARNING"):
+        expected_fold_r = np.mean([pearson_columns(y[m], pred[m]) for m in parts], axis=0)
+        expected_fold_r2 = np.mean([r2_columns(y[m], pred[m]) for m in parts], axis=0)
+    np.testing.assert_allclose(scores["r_fold_mean"], expected_fold_r, rtol=1e-10)
+    np.testing.assert_allclose(scores["r2_fold_mean"], expected_fold_r2, rtol=1e-10)
+    np.testing.assert_allclose(scores["r_concatenated"], pearson_columns(y, pred), rtol=1e-10)
+    np.testing.assert_allclose(scores["r2_concatenated"], r2_columns(y, pred), rtol=1e-10)
+    assert np.isnan(scores["r_concatenated"][2:]).all() and np.isnan(scores["r2_concatenated"][3])
+    assert np.isfinite(scores["r2_concatenated"][:3]).all()
+
+
 def test_fold_labels():
     from sklearn.model_selection import KFold
 

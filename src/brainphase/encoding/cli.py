@@ -69,7 +69,7 @@ from brainphase.encoding import partition as vpart
 from brainphase.encoding.blocks import CV_SCHEMES, blocked_cv_predict, block_layout, resolve_cv
 from brainphase.encoding.output import PROPAGATED_ATTRS, LayerScores, write_scores  # noqa: F401 (re-exported)
 from brainphase.encoding.ridge import BACKENDS, RidgeCV, nested_cv_predict
-from brainphase.encoding.scoring import block_permutation_pvalues
+from brainphase.encoding.scoring import block_permutation_pvalues, scores_by_fold
 from brainphase.errors import InputError
 from brainphase.io import open_h5, read_strings
 
@@ -247,9 +247,7 @@ def _design(layer_features: np.ndarray, words: dict, signature: tuple, args, zsc
 
 def _both_conventions(Y: np.ndarray, predictions: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
     """r and R^2 per target in both conventions: within each outer fold averaged, and concatenated."""
-    r_fold, r2_fold = sents.fold_mean_scores(Y, predictions, folds)
-    r_all, r2_all = sents.concatenated_scores(Y, predictions)
-    return {"r_fold_mean": r_fold, "r2_fold_mean": r2_fold, "r_concatenated": r_all, "r2_concatenated": r2_all}
+    return scores_by_fold(Y, predictions, folds)
 
 
 # ---------------------------------------------------------------------------- time series

@@ -573,12 +573,18 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
 
 def nested_cv_predict(
-    estimator: RidgeCV, X: np.ndarray, Y: np.ndarray, groups: np.ndarray, progress: bool = False
+    estimator: RidgeCV, X: np.ndarray, Y: np.ndarray, groups: np.ndarray, progress: bool = False,
+    shared_inner_fits: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """Held-out predictions by outer leave-one-group-out with inner grouped CV for alpha.
 
     For each group (run) in turn, a clone of ``estimator`` is fit on the other runs (its
     own ``cv`` chooses alpha per target among those runs only) and predicts the held-out run.
+    With inner leave-one-group-out (``cv=None``) a :class:`RidgeCV` or
+    :class:`~brainphase.encoding.banded.BandedRidgeCV` and 2-D ``Y`` take the same
+    computation with each inner training set (all runs but two) fitted once for both outer
+    folds that use it (:mod:`brainphase.encoding.nested`; about half the inner fits);
+    ``shared_inner_fits=False`` forces the loop of clones (the reference of the tests).
 
     Parameters
     ----------
@@ -609,6 +615,15 @@ def nested_cv_predict(
             f"nested cross-validation needs at least 3 runs (outer leave-one-run-out, inner CV over "
             f"the rest); got {len(held_out)}: {held_out}"
         )
+    from brainphase.encoding.banded import BandedRidgeCV
+    from brainphase.encoding.nested import nested_logo_banded, nested_logo_ridge
+
+    if shared_inner_fits and Y.ndim == 2 and getattr(estimator, "cv", 0) is None and type(estimator) in (
+            RidgeCV, BandedRidgeCV):
+        # inner leave-one-group-out: the inner training sets of outer folds k and j coincide (encoding/nested.py)
+        if isinstance(estimator, RidgeCV):
+            return nested_logo_ridge(estimator, X, Y, groups, progress)[:3]
+        return nested_logo_banded(estimator, X, Y, groups, progress)
     predictions = np.empty(Y.shape, dtype=np.dtype(estimator.dtype))
     alphas = np.empty((len(held_out), Y.shape[1]))
     from tqdm.auto import tqdm

@@ -69,6 +69,81 @@ def r2_columns(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return np.where(undefined, np.nan, 1.0 - residual / np.where(undefined, 1.0, total))
 
 
+def scores_by_fold(y_true: np.ndarray, y_pred: np.ndarray, folds: np.ndarray) -> dict[str, np.ndarray]:
+    """Pearson r and R^2 per column in both conventions, from one pass over each fold's rows.
+
+    ``r_fold_mean`` / ``r2_fold_mean``: within each fold, averaged over folds (NaN when a
+    fold's column is constant); ``r_concatenated`` / ``r2_concatenated``: over all rows at
+    once (as :func:`pearson_columns` and :func:`r2_columns` of the whole arrays). The
+    concatenated sums come from the per-fold ones (``S = sum_f [S_f + n_f (mean_f - mean)
+    (mean_f - mean)']``), so each row is read once; the sums are float64 whatever the input.
+
+    Parameters
+    ----------
+    y_true, y_pred : ndarray of shape (n_samples, n_targets)
+    folds : ndarray of shape (n_samples,)
+        Fold label of each row.
+
+    Returns
+    -------
+    dict of ndarray of shape (n_targets,), float64
+        Keys ``r_fold_mean``, ``r2_fold_mean``, ``r_concatenated``, ``r2_concatenated``.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    folds = np.asarray(folds)
+    if y_true.shape != y_pred.shape or y_true.ndim != 2:
+        raise InputError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be 2-D arrays of the same shape")
+    if folds.shape != (y_true.shape[0],):
+        raise InputError(f"folds has shape {folds.shape} but there are {y_true.shape[0]} rows")
+    labels = np.unique(folds)
+    sums = {key: np.empty((len(labels), y_true.shape[1])) for key in ("mt", "mp", "tt", "pp", "tp", "sse")}
+    counts = np.empty(len(labels))
+    for f, label in enumerate(labels):
+        rows = np.flatnonzero(folds == label)
+        t = y_true[rows].astype(np.float64)
+        p = y_pred[rows].astype(np.float64)
+        counts[f] = len(rows)
+        sums["mt"][f], sums["mp"][f] = t.mean(0), p.mean(0)
+        t -= sums["mt"][f]
+        p -= sums["mp"][f]
+        sums["tt"][f] = np.einsum("ij,ij->j", t, t)
+        sums["pp"][f] = np.einsum("ij,ij->j", p, p)
+        sums["tp"][f] = np.einsum("ij,ij->j", t, p)
+        t -= p
+        sums["sse"][f] = np.einsum("ij,ij->j", t, t) + counts[f] * (sums["mt"][f] - sums["mp"][f]) ** 2
+    weights = counts[:, None]
+    dt = sums["mt"] - (weights * sums["mt"]).sum(0) / counts.sum()
+    dp = sums["mp"] - (weights * sums["mp"]).sum(0) / counts.sum()
+    total = {
+        "tt": (sums["tt"] + weights * dt * dt).sum(0),
+        "pp": (sums["pp"] + weights * dp * dp).sum(0),
+        "tp": (sums["tp"] + weights * dt * dp).sum(0),
+    }
+    # a column constant over all rows has exactly zero spread (rounding of the pooled mean must not hide it)
+    total["tt"][((sums["tt"] == 0) & (dt == 0)).all(0)] = 0.0
+    total["pp"][((sums["pp"] == 0) & (dp == 0)).all(0)] = 0.0
+
+    def r_and_r2(tt, pp, tp, sse, where: str) -> tuple[np.ndarray, np.ndarray]:
+        denominator = np.sqrt(tt * pp)
+        undefined_r, undefined_r2 = denominator == 0, tt == 0
+        if undefined_r.any():
+            logger.warning("Pearson r undefined (constant column) for %d of %d targets (%s): NaN",
+                           int(undefined_r.any(0).sum() if undefined_r.ndim == 2 else undefined_r.sum()),
+                           tt.shape[-1], where)
+        if undefined_r2.any():
+            logger.warning("R^2 undefined (constant target) for %d of %d targets (%s): NaN",
+                           int(undefined_r2.any(0).sum() if undefined_r2.ndim == 2 else undefined_r2.sum()),
+                           tt.shape[-1], where)
+        r = np.where(undefined_r, np.nan, tp / np.where(undefined_r, 1.0, denominator))
+        r2 = np.where(undefined_r2, np.nan, 1.0 - sse / np.where(undefined_r2, 1.0, tt))
+        return r, r2
+
+    r_fold, r2_fold = r_and_r2(sums["tt"], sums["pp"], sums["tp"], sums["sse"], "within folds")
+    r_all, r2_all = r_and_r2(total["tt"], total["pp"], total["tp"], sums["sse"].sum(0), "folds concatenated")
+    return {"r_fold_mean": r_fold.mean(0), "r2_fold_mean": r2_fold.mean(0),
+            "r_concatenated": r_all, "r2_concatenated": r2_all}
+
+
 def roi_means(values: np.ndarray, labels: np.ndarray, n_rois: int) -> np.ndarray:
     """Mean of ``values`` over the voxels of each ROI (NaN values ignored).
 

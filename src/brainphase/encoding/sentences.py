@@ -198,12 +198,10 @@ def fold_mean_scores(y_true: np.ndarray, y_pred: np.ndarray, folds: np.ndarray) 
     -------
     r, r2 : ndarray of shape (n_columns,), float64
     """
-    from brainphase.encoding.scoring import pearson_columns, r2_columns
+    from brainphase.encoding.scoring import scores_by_fold
 
-    labels = np.unique(folds)
-    r = np.mean([pearson_columns(y_true[folds == k], y_pred[folds == k]) for k in labels], axis=0)
-    r2 = np.mean([r2_columns(y_true[folds == k], y_pred[folds == k]) for k in labels], axis=0)
-    return r, r2
+    scores = scores_by_fold(y_true, y_pred, folds)
+    return scores["r_fold_mean"], scores["r2_fold_mean"]
 
 
 def concatenated_scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

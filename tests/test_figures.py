@@ -283,7 +283,7 @@ def test_alignment_vs_tasks_one_metric_of_each_kind_per_family(three_phase):
             np.testing.assert_allclose(paths[f"path-{name}"].get_ydata(), data.alignment.mean(axis=0))
     colorbar = figure.axes[-1]
     assert colorbar.get_yticklabels()[0].get_text() == "0"
-    assert "6 of 9 metrics" in figure._suptitle.get_text()
+    assert "6 of 9 task metrics shown" in figure._supxlabel.get_text()
 
 
 def test_internal_one_panel_per_metric_one_line_per_layer(three_phase):

@@ -60,6 +60,7 @@ def plot_internal(data: FigureData) -> Figure:
     if axes:
         bar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.9, pad=0.02)
         bar.set_label("layer (0 = embeddings)")
+        bar.set_ticks(layers if len(layers) <= 13 else layers[:: -(-len(layers) // 13)])
         if phase_handles:
             figure.legend(handles=phase_handles, loc="outside right upper", fontsize=8)
     add_caption(figure, figure.add_subplot(grid[n_rows, :]), caption, 45 * n_cols + 30)

@@ -14,6 +14,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from brainphase.figures.curves import TOKEN_CMAP, seed_mean, spearman_rho
 from brainphase.figures.data import FigureData
@@ -103,8 +104,9 @@ def plot_tasks(data: FigureData) -> Figure:
     has_disc = any(disc for _, disc, _ in rows)
     n_cont = max([len(cont) for _, _, cont in rows] + [0])
     n_rows, n_cols = max(len(rows), 1), max(int(has_disc) + n_cont, 1)
-    extra = ("Left: discontinuous metrics (accuracy, exact match); right: continuous metrics, one panel each. "
-             "Thin lines: single seeds; thick: mean over seeds." if rows else "")
+    seeds_text = "Thin lines: single seeds; thick: mean over seeds." if len(data.seeds) > 1 else "One seed."
+    extra = (f"Left: discontinuous metrics (accuracy, exact match); right: continuous metrics, one panel each. {seeds_text}"
+             if rows else "")
     caption = caption_text(data, extra)
     n_lines = caption_lines(caption, 40 * n_cols + 40)
     figure = new_figure(3.9 * n_cols + 1.4, 2.7 * n_rows + 0.9 + 0.16 * n_lines)
@@ -189,11 +191,13 @@ def plot_alignment_vs_tasks(data: FigureData) -> Figure:
             ax.scatter(x_mean[keep], y_mean[keep], c=data.x[keep], cmap=cmap, norm=norm, s=34, edgecolors="black",
                        linewidths=0.6, zorder=3)
             rho = spearman_rho(x_mean[keep], y_mean[keep]) if keep.sum() >= 3 else np.nan
-            rho_text = f"Spearman ρ = {rho:.2f}" if np.isfinite(rho) else "ρ: too few checkpoints"
+            rho_text = (f"Spearman ρ = {rho:.2f}" if np.isfinite(rho) else "ρ: too few checkpoints" if keep.sum() < 3
+                        else "ρ undefined (a constant series)")
             ax.set_title(f"{family_label(family)}: {name} ({data.metric_kinds[name]})\n{rho_text} (seed means)", fontsize=8.5)
             ax.set_xlabel(name, fontsize=8.5)
             ax.set_ylabel("brain alignment", fontsize=8.5)
             ax.tick_params(labelsize=7.5)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
             ax.grid(alpha=0.3)
     if not chosen:
         axes[0, 0].text(0.5, 0.5, NO_METRICS_TEXT, ha="center", va="center", transform=axes[0, 0].transAxes,
@@ -208,6 +212,8 @@ def plot_alignment_vs_tasks(data: FigureData) -> Figure:
     bar.set_ticks(ticks, labels=labels)
     bar.set_label("training tokens (colour, log scale)")
     shown = sum(len(names) for _, names in chosen)
-    more = f" ({shown} of {len(data.metrics)} metrics; all are in /correlations)" if shown < len(data.metrics) else ""
-    title(figure, data, f"brain alignment against task metrics{more}")
+    if shown < len(data.metrics):
+        figure.supxlabel(f"{shown} of {len(data.metrics)} task metrics shown (one discontinuous and one continuous per "
+                         "family); the correlations of all are in /correlations of trajectory.h5", fontsize=8)
+    title(figure, data, "brain alignment against task metrics")
     return figure

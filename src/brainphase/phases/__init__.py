@@ -4,6 +4,8 @@ Modules, one job each:
 
 - :mod:`brainphase.phases.aggregate`: ``brainphase aggregate``, per-checkpoint scores and task
   metrics -> ``metrics.h5`` (arrays over seeds x steps, alignment summaries);
+- :mod:`brainphase.phases.collect`: task metrics ``/metrics/{task}/{metric}`` and internal metrics
+  ``/internal/{name}`` of every checkpoint, checked alike, for ``aggregate``;
 - :mod:`brainphase.phases.segment`: continuous piecewise-linear segmentation over log10 tokens;
 - :mod:`brainphase.phases.label`: phase names, bootstrap uncertainty, task changes per segment;
 - :mod:`brainphase.phases.cli`: ``brainphase phases``, ``metrics.h5`` or a table -> ``trajectory.h5``;

@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/banded.py --quick
 	$(BIN)/python bench/load_fmri.py --quick
 	$(BIN)/python bench/phases.py --quick
+	$(BIN)/python bench/tasks.py --quick
 	$(BIN)/python bench/internal.py --quick
 
 clean-results:

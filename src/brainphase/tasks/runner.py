@@ -90,20 +90,23 @@ def prepare_task(spec: TaskSpec, tokenizer, max_positions: int) -> PreparedTask:
         Naming task and item: an answer without tokens, an unknown token, or context + answer
         (+ ``max_gen_toks`` for generation) longer than ``max_positions``.
     """
-    requests, generation_contexts = [], []
+    wheres = [f"task {spec.name} ({spec.source}) item {index}" for index in range(len(spec.items))]
+    pairs, owners = [], []
     for index, item in enumerate(spec.items):
-        where = f"task {spec.name} ({spec.source}) item {index}"
-        lengths = []
-        for continuation in item.continuations:
-            request = scoring.encode_pair(tokenizer, item.context, continuation, where)
-            lengths.append(len(request.context) + len(request.continuation))
-            requests.append(request)
-        if spec.output_type == "generate_until":  # lm-eval encodes the context as is for generation
-            context = tuple(scoring.encode(tokenizer, item.context)) or (scoring.prefix_token_id(tokenizer),)
-            generation_contexts.append(context)
-            lengths.append(len(context) + spec.max_gen_toks)
-        if max(lengths) > max_positions:
-            raise InputError(f"{where}: context + answer take {max(lengths)} tokens, more than the model's "
+        pairs += [(item.context, continuation) for continuation in item.continuations]
+        owners += [index] * len(item.continuations)
+    requests = scoring.encode_pairs(tokenizer, pairs, [wheres[i] for i in owners])
+    lengths = np.zeros(len(spec.items), dtype=int)
+    for owner, request in zip(owners, requests):
+        lengths[owner] = max(lengths[owner], len(request.context) + len(request.continuation))
+    generation_contexts = []
+    if spec.output_type == "generate_until":  # lm-eval encodes the context as is for generation
+        encoded = scoring.encode_many(tokenizer, [item.context for item in spec.items])
+        generation_contexts = [tuple(ids) or (scoring.prefix_token_id(tokenizer),) for ids in encoded]
+        lengths = np.maximum(lengths, [len(c) + spec.max_gen_toks for c in generation_contexts])
+    for index, length in enumerate(lengths):
+        if length > max_positions:
+            raise InputError(f"{wheres[index]}: context + answer take {length} tokens, more than the model's "
                              f"{max_positions} positions; shorten the item or leave the task out (tasks.names)")
     return PreparedTask(spec, requests, generation_contexts)
 

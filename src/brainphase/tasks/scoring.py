@@ -10,13 +10,15 @@ every continuation token is the argmax (``HFLM._loglikelihood_tokens``).
 
 Requests of many items run in one forward pass: sorted by length, right-padded with an
 attention mask (a causal model's outputs at real positions do not depend on padding after
-them). Greedy generation is batched the same way: each sequence grows at its own end inside a
-right-padded buffer, so no position ids need shifting.
+them); the output head runs only on the positions that predict continuation tokens (where the
+model takes ``logits_to_keep``). Greedy generation is batched with left padding, position ids
+counted from each sequence's first real token, and the key/value cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 
@@ -55,32 +57,59 @@ def encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def encode_pair(tokenizer, context: str, continuation: str, where: str) -> Request:
-    """The request of one (context, continuation) pair (see the module docstring).
+def encode_many(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each of ``texts`` without special tokens (one batched tokenizer call)."""
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
-    ``where`` names the task and item in errors: an empty continuation after tokenization,
-    or an unknown-token id in the context or continuation.
+
+def encode_pairs(tokenizer, pairs: list[tuple[str, str]], wheres: list[str]) -> list[Request]:
+    """The requests of (context, continuation) pairs (see the module docstring).
+
+    ``wheres`` name the task and item of each pair in errors: an empty continuation after
+    tokenization, or an unknown-token id in the context or continuation.
     """
-    if context == "":
-        context_ids, continuation_ids = [prefix_token_id(tokenizer)], encode(tokenizer, continuation)
-    else:
+    moved = []
+    for context, continuation in pairs:
         n_spaces = len(context) - len(context.rstrip())
-        if n_spaces:
-            continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
-        whole = encode(tokenizer, context + continuation)
-        context_ids = encode(tokenizer, context)
-        continuation_ids = whole[len(context_ids):]
-    if not continuation_ids:
-        raise InputError(f"{where}: the answer {continuation!r} gives no tokens after its context; fix the item")
+        if context and n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        moved.append((context, continuation))
+    contexts = encode_many(tokenizer, [c for c, _ in moved])
+    wholes = encode_many(tokenizer, [c + t if c else t for c, t in moved])
     unk = tokenizer.unk_token_id
-    if unk is not None and (unk in context_ids or unk in continuation_ids):
-        raise InputError(f"{where}: the tokenizer cannot encode {context + continuation!r} (unknown token); "
-                         "remove the item or use words of the model's vocabulary")
-    return Request(tuple(context_ids), tuple(continuation_ids))
+    requests = []
+    for (context, continuation), context_ids, whole, where, original in zip(moved, contexts, wholes, wheres, pairs):
+        if original[0] == "":
+            context_ids, continuation_ids = [prefix_token_id(tokenizer)], whole
+        else:
+            continuation_ids = whole[len(context_ids):]
+        if not continuation_ids:
+            raise InputError(f"{where}: the answer {continuation!r} gives no tokens after its context; fix the item")
+        if unk is not None and (unk in context_ids or unk in continuation_ids):
+            raise InputError(f"{where}: the tokenizer cannot encode {context + continuation!r} (unknown token); "
+                             "remove the item or use words of the model's vocabulary")
+        requests.append(Request(tuple(context_ids), tuple(continuation_ids)))
+    return requests
+
+
+def encode_pair(tokenizer, context: str, continuation: str, where: str) -> Request:
+    """The request of one (context, continuation) pair (:func:`encode_pairs`)."""
+    return encode_pairs(tokenizer, [(context, continuation)], [where])[0]
 
 
 def _device(model):
     return next(model.parameters()).device
+
+
+def _logits_tail(model, input_ids, attention_mask, keep_from: int):
+    """Logits of positions ``keep_from:`` (shape (n_batch, width - keep_from, vocab)); the
+    output head runs on those positions only when the model takes ``logits_to_keep``."""
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        keep = input_ids.shape[1] - keep_from
+        return model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits[:, -keep:]
+    return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, keep_from:]
 
 
 def loglikelihoods(model, requests: list[Request], batch_size: int, pad_id: int = 0,
@@ -103,20 +132,30 @@ def loglikelihoods(model, requests: list[Request], batch_size: int, pad_id: int 
         width = len(inputs[batch[0]])
         input_ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        rows, positions, targets = [], [], []  # where each continuation token is predicted
         for row, index in enumerate(batch):
-            input_ids[row, : len(inputs[index])] = torch.tensor(inputs[index])
-            attention_mask[row, : len(inputs[index])] = 1
-        with torch.inference_mode():
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-        for row, index in enumerate(batch):
-            request = requests[index]
-            n_cont = len(request.continuation)
             end = len(inputs[index])
-            log_probs = torch.log_softmax(logits[row, end - n_cont : end].float(), dim=-1)  # (n_cont, vocab)
-            target = torch.tensor(request.continuation, device=log_probs.device)
-            token_ll = log_probs.gather(1, target[:, None])[:, 0]
-            greedy = log_probs.argmax(dim=-1) == target
-            results[index] = LoglikResult(float(token_ll.double().sum()), bool(greedy.all()), int(greedy.sum()), n_cont)
+            input_ids[row, :end] = torch.tensor(inputs[index])
+            attention_mask[row, :end] = 1
+            continuation = requests[index].continuation
+            rows += [row] * len(continuation)
+            positions += range(end - len(continuation), end)
+            targets += continuation
+        keep_from = min(positions)
+        with torch.inference_mode():
+            logits = _logits_tail(model, input_ids.to(device), attention_mask.to(device), keep_from)
+            positions = [p - keep_from for p in positions]
+            picked = logits[torch.tensor(rows, device=logits.device), torch.tensor(positions, device=logits.device)]
+            log_probs = torch.log_softmax(picked.float(), dim=-1)  # (n_continuation_tokens, vocab)
+            target = torch.tensor(targets, device=log_probs.device)
+            token_ll = log_probs.gather(1, target[:, None])[:, 0].double().cpu().numpy()
+            greedy = (log_probs.argmax(dim=-1) == target).cpu().numpy()
+        begin = 0
+        for index in batch:
+            n_cont = len(requests[index].continuation)
+            hits = greedy[begin : begin + n_cont]
+            results[index] = LoglikResult(float(token_ll[begin : begin + n_cont].sum()), bool(hits.all()), int(hits.sum()), n_cont)
+            begin += n_cont
     return results
 
 
@@ -140,35 +179,37 @@ def greedy_generate(model, tokenizer, contexts: list[tuple[int, ...]], until: tu
     texts: list[str | None] = [None] * len(contexts)
     batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc=progress or "generate", unit="batch", leave=False, disable=progress is None):
-        width = len(contexts[batch[0]]) + max_gen_toks
-        buffer = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
-        lengths = torch.tensor([len(contexts[i]) for i in batch])
-        for row, index in enumerate(batch):
-            buffer[row, : lengths[row]] = torch.tensor(contexts[index])
+        width = len(contexts[batch[0]])
+        input_ids = torch.full((len(batch), width), int(pad_id), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, index in enumerate(batch):  # left padding: every sequence ends at the same column
+            input_ids[row, width - len(contexts[index]):] = torch.tensor(contexts[index])
+            mask[row, width - len(contexts[index]):] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
         generated: list[list[int]] = [[] for _ in batch]
         active = [True] * len(batch)
-        for _ in range(max_gen_toks):
-            used = int(lengths.max())
-            mask = (torch.arange(used)[None, :] < lengths[:, None]).long()
-            with torch.inference_mode():
-                logits = model(input_ids=buffer[:, :used].to(device), attention_mask=mask.to(device)).logits
-            rows = torch.arange(len(batch), device=logits.device)
-            next_ids = logits[rows, (lengths - 1).to(logits.device)].float().argmax(dim=-1).cpu()
-            for row in range(len(batch)):
-                if not active[row]:
-                    continue
-                token = int(next_ids[row])
-                if token == eos:
-                    active[row] = False
-                    continue
-                generated[row].append(token)
-                buffer[row, lengths[row]] = token
-                lengths[row] += 1
-                text = tokenizer.decode(generated[row])
-                if any(stop in text for stop in until):
-                    active[row] = False
-            if not any(active):
-                break
+        # transformers >= 5 names the key/value cache argument and output "cache"
+        cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        with torch.inference_mode():
+            out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=True)
+            for step in range(max_gen_toks):
+                next_ids = out.logits[:, -1].float().argmax(dim=-1)
+                for row, token in enumerate(next_ids.tolist()):
+                    if not active[row]:
+                        continue
+                    if token == eos:
+                        active[row] = False
+                        continue
+                    generated[row].append(token)
+                    if until and any(stop in tokenizer.decode(generated[row]) for stop in until):
+                        active[row] = False
+                if not any(active) or step == max_gen_toks - 1:
+                    break
+                mask = torch.cat([mask, mask.new_ones((len(batch), 1))], dim=1)
+                position_ids = position_ids[:, -1:] + 1
+                out = model(input_ids=next_ids[:, None], attention_mask=mask, position_ids=position_ids,
+                            use_cache=True, **{cache_name: getattr(out, cache_name)})
         for row, index in enumerate(batch):
             text = tokenizer.decode(generated[row])
             for stop in until:

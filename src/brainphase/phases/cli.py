@@ -230,7 +230,8 @@ def phases(source: str | Path, out: str | Path, *, table: bool = False, measure:
         _write_phases(handle, result, np.asarray(data["seeds"]), settings)
         corr = handle.create_group("correlations")
         corr.attrs["definition"] = ("correlation over checkpoints of the seed-mean brain/alignment with each seed-mean "
-                                    "/metrics/{name} (NaN when a series is constant or has < 3 points)")
+                                    "task metric (/metrics/{task}/{metric}, named task/metric; NaN when a series is "
+                                    "constant or has < 3 points)")
         corr["metric_names"] = string_array(list(correlations))
         for key in ("pearson_r", "pearson_p", "spearman_rho", "spearman_p"):
             corr[key] = np.array([c[key] for c in correlations.values()], dtype=np.float64)

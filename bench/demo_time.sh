@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Time the whole embedded demo (`snakemake --cores 2`) from a clean results folder.
 # Usage: bash bench/demo_time.sh [RESULTS_DIR]   (default: a fresh temporary folder)
-# Prints `RESULT demo_seconds=<float>` as its last line. Run `make setup` first.
+# Prints the seconds of each rule summed over its jobs (the `s` column of the Snakemake `benchmark:`
+# files under RESULTS_DIR/results/benchmarks; jobs run 2 at a time, so the sums exceed the wall
+# clock), then `RESULT demo_seconds=<float> <rule>_s=<float> ...` as its last line.
+# Run `make setup` first.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$repo/.venv/bin"
@@ -17,4 +20,22 @@ PATH="$bin:$PATH" "$bin/snakemake" -s "$repo/Snakefile" --directory "$work" --co
   --cores 2 --quiet > "$work/snakemake.log" 2>&1 || { tail -50 "$work/snakemake.log"; exit 1; }
 end=$(date +%s.%N)
 echo "results in $work/results"
-python3 -c "print(f'RESULT demo_seconds={$end - $start:.1f}')"
+"$bin/python" - "$work/results/benchmarks" "$(python3 -c "print(f'{$end - $start:.1f}')")" <<'PY'
+import csv, sys
+from pathlib import Path
+
+root, demo_seconds = Path(sys.argv[1]), sys.argv[2]
+per_rule = {}  # rule -> (jobs, summed seconds): benchmarks/{rule}.tsv or benchmarks/{rule}/*.tsv
+for path in sorted(root.rglob("*.tsv")):
+    rule = path.stem if path.parent == root else path.relative_to(root).parts[0]
+    with open(path, newline="") as handle:
+        seconds = sum(float(row["s"]) for row in csv.DictReader(handle, delimiter="\t"))
+    jobs, total = per_rule.get(rule, (0, 0.0))
+    per_rule[rule] = (jobs + 1, total + seconds)
+print(f"{'rule':<12}{'jobs':>6}{'seconds':>10}")
+for rule, (jobs, total) in sorted(per_rule.items(), key=lambda item: -item[1][1]):
+    print(f"{rule:<12}{jobs:>6}{total:>10.1f}")
+print(f"{'all jobs':<12}{sum(j for j, _ in per_rule.values()):>6}{sum(t for _, t in per_rule.values()):>10.1f}")
+keys = " ".join(f"{rule}_s={total:.1f}" for rule, (_, total) in sorted(per_rule.items()))
+print(f"RESULT demo_seconds={demo_seconds} {keys}")
+PY

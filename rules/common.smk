@@ -4,6 +4,10 @@ import sys
 
 from brainphase.config import check_config, cli_options, plan_models
 from brainphase.errors import InputError
+from brainphase.snakemake_fix import fix_single_job_scheduling
+
+# Snakemake 9.10-9.16 starts more jobs than --cores after a lone ready job (src/brainphase/snakemake_fix.py)
+fix_single_job_scheduling()
 
 try:
     check_config(config, [str(f) for f in workflow.configfiles], workflow.source_path("../config/schema.yaml"))
@@ -62,24 +66,30 @@ def checkpoint_options(wildcards):
 
 
 def tasks_text(model):
-    """Held-out text of the task metrics of ``model``, or None when it gets none.
+    """Held-out text of task heldout_text of ``model``, or None when it gets none.
 
     ``tasks.text`` if set; else the corpus's valid.txt for models trained here (the demo), and
-    nothing for pretrained models (your own data never pulls in the demo corpus).
+    nothing for pretrained models (your own data never pulls in the demo corpus). Every model
+    gets a tasks file either way: the built-in task suite needs no text.
     """
     if config["tasks"].get("text"):
         return config["tasks"]["text"]
     return f"{R}/corpus/valid.txt" if PLANS[model].trained else None
 
 
+def tasks_text_option(wildcards):
+    """`--tasks-text FILE` of `brainphase measure`, or nothing (see `tasks_text`)."""
+    import shlex
+
+    text = tasks_text(wildcards.model)
+    return f"--tasks-text {shlex.quote(text)}" if text else ""
+
+
 def per_step_files(kind):
-    """Input function: every seed's and step's `kind` file of a model (no tasks files for a
-    model without task text, see `tasks_text`)."""
+    """Input function: every seed's and step's `kind` file of a model (`scores`, `tasks`, ...)."""
 
     def files(wildcards):
         plan = PLANS[wildcards.model]
-        if kind == "tasks" and tasks_text(wildcards.model) is None:
-            return []
         return [f"{R}/{kind}/{wildcards.model}/seed{seed}/step{step}.h5" for seed in plan.seeds for step in plan.steps[seed]]
 
     return files

@@ -10,6 +10,8 @@ rule corpus:
         meta=f"{R}/corpus/corpus.json",
     log:
         f"{R}/logs/corpus.log",
+    benchmark:
+        f"{R}/benchmarks/corpus.tsv"
     params:
         options=cli_options(config["corpus"], exclude=("stimulus",)),
         out_dir=f"{R}/corpus",
@@ -31,6 +33,8 @@ rule simulate:
         directory(f"{R}/fmri/simulated"),
     log:
         f"{R}/logs/simulate.log",
+    benchmark:
+        f"{R}/benchmarks/simulate.tsv"
     params:
         options=cli_options(config["fmri"]["simulate"]),
         task=config["fmri"]["task"],
@@ -79,6 +83,8 @@ rule load_fmri:
         f"{R}/fmri/responses.h5",
     log:
         f"{R}/logs/load_fmri.log",
+    benchmark:
+        f"{R}/benchmarks/load_fmri.tsv"
     params:
         options=fmri_options(),
         stimulus=lambda wildcards, input: "" if SENTENCES else f"--stimulus {input.words}",

@@ -9,6 +9,8 @@ rule encode:
         f"{R}/scores/{{model}}/seed{{seed}}/step{{step}}.h5",
     log:
         f"{R}/logs/encode/{{model}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"{R}/benchmarks/encode/{{model}}_seed{{seed}}_step{{step}}.tsv"
     params:
         options=cli_options(config["encode"], exclude=("maps",)),
         maps=lambda w: f"--maps-dir {R}/maps/{w.model}/seed{w.seed}/step{w.step}" if config["encode"]["maps"] else "",

@@ -1,4 +1,5 @@
-# Checkpoints: train the demo model, then per checkpoint: activations and task metrics.
+# Checkpoints: train the demo model, then one job per checkpoint (rule measure): the weights are
+# loaded once for the activations and the task metrics.
 
 
 def train_options(wildcards):
@@ -17,6 +18,8 @@ rule train:
         directory(f"{R}/models/{{model}}/seed{{seed}}"),
     log:
         f"{R}/logs/train/{{model}}_seed{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{model}}_seed{{seed}}.tsv"
     params:
         options=train_options,
         corpus_dir=f"{R}/corpus",
@@ -32,17 +35,32 @@ rule train:
         " --corpus-dir {params.corpus_dir} --out-dir {output} > {log} 2>&1"
 
 
-rule extract:
+def measure_inputs(wildcards):
+    """The checkpoint (trained here), the stimulus and the held-out text of task heldout_text, if any."""
+    inputs = {"words": STIMULUS}
+    if PLANS[wildcards.model].trained:
+        inputs["checkpoint"] = f"{R}/models/{wildcards.model}/seed{wildcards.seed}"
+    text = tasks_text(wildcards.model)
+    if text is not None:
+        inputs["text"] = text
+    return inputs
+
+
+rule measure:
     input:
-        checkpoint_inputs,
-        words=STIMULUS,
+        unpack(measure_inputs),
     output:
-        f"{R}/activations/{{model}}/seed{{seed}}/step{{step}}.h5",
+        activations=f"{R}/activations/{{model}}/seed{{seed}}/step{{step}}.h5",
+        tasks=f"{R}/tasks/{{model}}/seed{{seed}}/step{{step}}.h5",
     log:
-        f"{R}/logs/extract/{{model}}_seed{{seed}}_step{{step}}.log",
+        f"{R}/logs/measure/{{model}}_seed{{seed}}_step{{step}}.log",
+    benchmark:
+        f"{R}/benchmarks/measure/{{model}}_seed{{seed}}_step{{step}}.tsv"
     params:
         checkpoint=checkpoint_options,
-        options=cli_options(config["extract"]),
+        extract=cli_options(config["extract"]),
+        tasks=cli_options({f"tasks_{key}": value for key, value in config["tasks"].items() if key != "text"}),
+        text=tasks_text_option,
         stimulus_option=STIMULUS_OPTION,
     threads: 1
     resources:
@@ -51,28 +69,6 @@ rule extract:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} brainphase extract {params.checkpoint} {params.options}"
-        " {params.stimulus_option} {input.words} --out {output} > {log} 2>&1"
-
-
-rule tasks:
-    input:
-        checkpoint_inputs,
-        text=lambda wildcards: tasks_text(wildcards.model) or [],
-    output:
-        f"{R}/tasks/{{model}}/seed{{seed}}/step{{step}}.h5",
-    log:
-        f"{R}/logs/tasks/{{model}}_seed{{seed}}_step{{step}}.log",
-    params:
-        checkpoint=checkpoint_options,
-        options=cli_options(config["tasks"], exclude=("text",)),
-        device=config["extract"]["device"],
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        ENV
-    shell:
-        "OMP_NUM_THREADS={threads} brainphase tasks {params.checkpoint} {params.options} --device {params.device}"
-        " --text {input.text} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} brainphase measure {params.checkpoint} {params.extract}"
+        " {params.stimulus_option} {input.words} {params.tasks} {params.text}"
+        " --activations-out {output.activations} --tasks-out {output.tasks} > {log} 2>&1"

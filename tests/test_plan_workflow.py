@@ -1,6 +1,7 @@
 """The workflow's plan for pretrained models (dry runs): one local checkpoint without a
-convention, and a sentence-level run that neither downloads the demo corpus nor runs tasks
-unless `tasks.text` is given."""
+convention, and a sentence-level run that never downloads the demo corpus; every checkpoint gets
+its task suite in the same job as its activations (rule measure), the held-out-text task only
+when `tasks.text` is given."""
 
 import subprocess
 import sys
@@ -38,25 +39,29 @@ def jobs(stdout: str) -> set[str]:
     return {line.split()[1].rstrip(":") for line in stdout.splitlines() if line.startswith("rule ")}
 
 
-def test_sentence_run_of_a_local_checkpoint_has_no_corpus_and_no_tasks(tmp_path):
+def test_sentence_run_of_a_local_checkpoint_has_no_corpus_and_no_heldout_text(tmp_path):
     stdout = dry_run(tmp_path, sentence_run(tmp_path))
-    assert jobs(stdout) == {"load_fmri", "extract", "encode", "aggregate", "phases", "figures", "all"}
+    assert {"load_fmri", "measure", "encode", "aggregate", "phases", "figures", "all"} <= jobs(stdout)
+    assert not {"corpus", "train", "extract", "tasks"} & jobs(stdout)
     assert "--step -1" in stdout and "res/activations/bert/seed0/step-1.h5" in stdout
     assert "Repo id" not in stdout and "convention" not in stdout
+    measure = [line for line in stdout.splitlines() if "brainphase measure" in line]
+    assert len(measure) == 1 and "--tasks-text" not in measure[0]
+    assert "--tasks-out res/tasks/bert/seed0/step-1.h5" in measure[0]
     aggregate = next(line for line in stdout.splitlines() if "brainphase aggregate" in line)
-    assert "res/tasks/" not in aggregate
+    assert "res/tasks/bert/seed0/step-1.h5" in aggregate
 
 
-def test_task_text_gives_tasks_without_the_demo_corpus(tmp_path):
+def test_task_text_gives_heldout_text_without_the_demo_corpus(tmp_path):
     text = tmp_path / "held_out.txt"
     text.write_text("Some held-out text for next-token metrics.\n")
     config = sentence_run(tmp_path, text=str(text))
     config["models"]["bert"].update(steps=[143000], tokens=300 * 10**9)  # a labelled final checkpoint
     stdout = dry_run(tmp_path, config)
-    assert "tasks" in jobs(stdout) and "corpus" not in jobs(stdout)
-    tasks = next(line for line in stdout.splitlines() if "brainphase tasks" in line)
-    assert f"--text {text}" in tasks and "--step 143000 --tokens 300000000000" in tasks
-    assert "res/tasks/bert/seed0/step143000.h5" in tasks
+    assert "measure" in jobs(stdout) and "corpus" not in jobs(stdout)
+    measure = next(line for line in stdout.splitlines() if "brainphase measure" in line)
+    assert f"--tasks-text {text}" in measure and "--step 143000 --tokens 300000000000" in measure
+    assert "--tasks-out res/tasks/bert/seed0/step143000.h5" in measure
 
 
 @pytest.mark.slow
@@ -89,4 +94,5 @@ def test_one_local_encoder_checkpoint_runs_to_the_figures(tmp_path):
     attrs = read_attrs(tmp_path / "res" / "activations" / "bert" / "seed0" / "step-1.h5")
     assert (attrs["step"], attrs["tokens"], attrs["seed"], attrs["architecture"]) == (-1, -1, 0, "encoder")
     assert (tmp_path / "res" / "trajectory" / "bert" / "trajectory.h5").is_file()
-    assert not (tmp_path / "res" / "tasks").exists() and not (tmp_path / "res" / "corpus").exists()
+    assert read_attrs(tmp_path / "res" / "tasks" / "bert" / "seed0" / "step-1.h5")["skipped"].startswith("encoder")
+    assert not (tmp_path / "res" / "corpus").exists()

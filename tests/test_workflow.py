@@ -10,16 +10,16 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-RULES = ["corpus", "train", "simulate", "load_fmri", "extract", "encode", "tasks", "aggregate", "phases", "figures"]
+RULES = ["corpus", "train", "simulate", "load_fmri", "measure", "encode", "aggregate", "phases", "figures"]
 
 TINY = {
     "results": "results",
     "corpus": {"source": "generated", "stimulus_runs": 3, "stimulus_words": 160},
     "models": {
-        "tiny": {
+        "tiny": {  # 96 positions: the built-in task suite's longest item takes 80 tokens of this 400-token vocabulary
             "kind": "train",
             "seeds": [1],
-            "train": {"n_layers": 2, "d_model": 32, "n_heads": 2, "seq_len": 32, "batch_size": 8,
+            "train": {"n_layers": 2, "d_model": 32, "n_heads": 2, "seq_len": 96, "batch_size": 8,
                       "max_steps": 40, "n_checkpoints": 3, "vocab_size": 400},
         }
     },
@@ -47,6 +47,20 @@ def test_dry_run_of_demo_config_lists_every_rule(tmp_path):
     assert result.returncode == 0, result.stderr
     for rule in RULES:
         assert rule in result.stdout, f"rule {rule} missing from the dry run:\n{result.stdout}"
+    assert "extract" not in result.stdout.split() and "tasks" not in result.stdout.split()  # both in measure
+
+
+def test_each_checkpoint_loads_its_weights_in_exactly_one_job(tmp_path):
+    """One `measure` job per (model, seed, step) writes its activations and tasks files; no other
+    job loads the weights (`--model`)."""
+    result = snakemake(tmp_path, "-n", "-p", config=TINY)
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if "--model " in line]
+    assert len(commands) == 3 and all(" brainphase measure " in line for line in commands)
+    for step in (0, 1, 40):
+        outputs = f"--activations-out results/activations/tiny/seed1/step{step}.h5 --tasks-out results/tasks/tiny/seed1/step{step}.h5"
+        assert sum(outputs in line for line in commands) == 1
+    assert all("--tasks-text results/corpus/valid.txt" in line for line in commands)
 
 
 def test_unknown_config_key_stops_before_any_rule(tmp_path):
@@ -104,8 +118,36 @@ def test_every_rule_wrote_its_log(tiny_run):
     logs = tiny_run / "results" / "logs"
     for name in ("corpus.log", "simulate.log", "load_fmri.log"):
         assert (logs / name).is_file()
-    for rule in ("train", "extract", "encode", "tasks", "aggregate", "phases", "figures"):
+    for rule in ("train", "measure", "encode", "aggregate", "phases", "figures"):
         assert any((logs / rule).iterdir()), rule
+
+
+def test_every_rule_wrote_its_benchmark(tiny_run):
+    """Per-checkpoint rules: benchmarks/{rule}/{model}_seed{seed}_step{step}.tsv, others benchmarks/{rule}.tsv;
+    the `s` column holds the job's wall-clock seconds."""
+    import pandas as pd
+
+    benchmarks = tiny_run / "results" / "benchmarks"
+    for rule in ("corpus", "simulate", "load_fmri"):
+        assert (benchmarks / f"{rule}.tsv").is_file(), rule
+    assert (benchmarks / "train" / "tiny_seed1.tsv").is_file()
+    for rule in ("measure", "encode"):
+        assert sorted(p.name for p in (benchmarks / rule).iterdir()) == [f"tiny_seed1_step{s}.tsv" for s in (0, 1, 40)]
+    seconds = pd.read_csv(benchmarks / "measure" / "tiny_seed1_step40.tsv", sep="\t")["s"]
+    assert len(seconds) == 1 and 0 < seconds[0] < 600
+
+
+def test_measure_wrote_activations_and_tasks_of_each_checkpoint(tiny_run):
+    from brainphase.io import read_attrs
+
+    results = tiny_run / "results"
+    for step in (0, 1, 40):
+        activations = read_attrs(results / "activations" / "tiny" / "seed1" / f"step{step}.h5")
+        tasks = read_attrs(results / "tasks" / "tiny" / "seed1" / f"step{step}.h5")
+        assert (activations["stage"], tasks["stage"]) == ("extract", "tasks")
+        assert activations["step"] == tasks["step"] == step
+        with h5py.File(results / "tasks" / "tiny" / "seed1" / f"step{step}.h5", "r") as handle:
+            assert "heldout_text" in handle["metrics"] and len(handle["metrics"]) > 1  # held-out text + suite
 
 
 def test_report_builds_after_the_run(tiny_run):

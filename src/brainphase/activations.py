@@ -350,18 +350,17 @@ def _write_words(handle, words: pd.DataFrame) -> None:
     group.create_dataset("offset", data=words["offset"].to_numpy(np.float64))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``brainphase extract``."""
+def add_extract_options(parser: argparse.ArgumentParser) -> None:
+    """The stimulus and extraction options of ``brainphase extract`` (also ``brainphase measure``):
+    ``--stimulus``/``--sentences``, ``--context-tokens``, ``--pooling``, ``--batch-size``,
+    ``--storage-dtype`` (defaults from config/schema.yaml, section ``extract``)."""
     from brainphase.config import schema_default
-    from brainphase.models.labels import add_checkpoint_arguments
 
-    add_checkpoint_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--stimulus", help="timed stimulus words (TSV, TextGrid or folder of TextGrids)")
     source.add_argument("--sentences",
                         help="sentence list, one sentence per line; each sentence is its own run (s0000, s0001, ...) "
                              "and is processed in isolation; onset/offset are word positions, not seconds")
-    parser.add_argument("--out", required=True, help="output activations .h5")
     parser.add_argument("--context-tokens", type=int, default=schema_default("extract.context_tokens"),
                         help="window per word, in tokens, ending at its last token (default: %(default)s)")
     parser.add_argument("--pooling", choices=POOLINGS, default=schema_default("extract.pooling"),
@@ -371,28 +370,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage-dtype", choices=STORAGE_DTYPES, default=schema_default("extract.storage_dtype"))
 
 
-def main(args: argparse.Namespace) -> None:
-    """Run ``brainphase extract``."""
-    from brainphase.models.checkpoints import load_checkpoint
-    from brainphase.models.labels import cli_model_attrs
+def stimulus_from_args(args: argparse.Namespace) -> tuple[pd.DataFrame, str, str]:
+    """The words of the options of :func:`add_extract_options`.
+
+    Returns
+    -------
+    words : DataFrame
+        Stimulus table (run, word_index, word, onset, offset).
+    stimulus_path : str
+        The file they were read from (recorded in the provenance).
+    stimulus_kind : {"words", "sentences"}
+    """
     from brainphase.stimuli import read_sentences, read_stimulus, sentence_words
 
     if args.sentences is not None:
-        stimulus_path, stimulus_kind = args.sentences, "sentences"
-        words = sentence_words(read_sentences(args.sentences))
-    else:
-        stimulus_path, stimulus_kind = args.stimulus, "words"
-        words = read_stimulus(args.stimulus)
-    checkpoint = load_checkpoint(args.model, revision=args.revision, device=args.device)
-    attrs = provenance("extract", args, [stimulus_path], **cli_model_attrs(checkpoint.info, args))
+        return sentence_words(read_sentences(args.sentences)), args.sentences, "sentences"
+    return read_stimulus(args.stimulus), args.stimulus, "words"
+
+
+def extract_from_args(checkpoint, args: argparse.Namespace, words: pd.DataFrame, stimulus_kind: str, out,
+                      provenance_attrs: dict) -> None:
+    """:func:`extract_activations` with the options of :func:`add_extract_options`."""
     extract_activations(
         checkpoint,
         words,
-        args.out,
+        out,
         context_tokens=args.context_tokens,
         pooling=args.pooling,
         batch_size=args.batch_size,
         storage_dtype=args.storage_dtype,
-        provenance_attrs=attrs,
+        provenance_attrs=provenance_attrs,
         stimulus_kind=stimulus_kind,
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``brainphase extract``."""
+    from brainphase.models.labels import add_checkpoint_arguments
+
+    add_checkpoint_arguments(parser)
+    add_extract_options(parser)
+    parser.add_argument("--out", required=True, help="output activations .h5")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run ``brainphase extract``."""
+    from brainphase.models.checkpoints import load_checkpoint
+    from brainphase.models.labels import cli_model_attrs
+
+    words, stimulus_path, stimulus_kind = stimulus_from_args(args)
+    checkpoint = load_checkpoint(args.model, revision=args.revision, device=args.device)
+    attrs = provenance("extract", args, [stimulus_path], **cli_model_attrs(checkpoint.info, args))
+    extract_from_args(checkpoint, args, words, stimulus_kind, args.out, attrs)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("brainphase.fmri.simulate", "simulate subjects' BOLD as a BIDS-derivatives folder (SIMULATED data)"),
     "load-fmri": ("brainphase.fmri.load", "load preprocessed fMRI with nilearn into responses.h5"),
     "extract": ("brainphase.activations", "word-level activations of all layers of one checkpoint"),
+    "measure": ("brainphase.measure", "activations and task metrics of one checkpoint, loaded once (extract + tasks)"),
     "encode": ("brainphase.encoding.cli", "ridge encoding models: held-out r per voxel, layer and subject"),
     "tasks": ("brainphase.tasks.cli", "task suite metrics (lm-eval format tasks, held-out text) of one checkpoint"),
     "internal": ("brainphase.internal.cli", "internal representation metrics (TwoNN, CKA, effective rank, anisotropy) per layer"),

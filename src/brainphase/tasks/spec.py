@@ -174,6 +174,18 @@ def _render_item(config: dict, path: Path, index: int, doc: dict, renderers: dic
     return TaskItem(context, tuple(f"{delimiter}{c}" for c in choices), tuple(choices), target, choices[target])
 
 
+def _task_loader():
+    """A safe YAML loader that also reads lm-eval's ``!function module.name`` tags (kept as text;
+    brainphase reads the data through ``dataset_kwargs.data_files``)."""
+    import yaml
+
+    class TaskLoader(yaml.SafeLoader):
+        pass
+
+    TaskLoader.add_constructor("!function", lambda loader, node: f"!function {loader.construct_scalar(node)}")
+    return TaskLoader
+
+
 def load_task(path: str | Path) -> TaskSpec:
     """Read and validate one task YAML file and render its items.
 
@@ -188,7 +200,7 @@ def load_task(path: str | Path) -> TaskSpec:
 
     path = Path(path)
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_task_loader())
     except yaml.YAMLError as error:
         raise InputError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(config, dict):

@@ -489,10 +489,12 @@ def analyse_trajectory(tokens: np.ndarray, alignment: np.ndarray, steps: np.ndar
                    for name in LABEL_NAMES}
     segments["p_exists"] = [probability[name] for name in names]
     edges = np.concatenate([[x[0]], seg.knots, [x[-1]]])
+    task_columns = {}  # joined at once: dozens of task metrics inserted one by one fragment the frame
     for metric, values in sorted((metrics or {}).items()):
         changes = task_changes(x, edges, np.atleast_2d(np.asarray(values, dtype=np.float64)))
         for column in changes:
-            segments[f"task/{metric}/{column}"] = changes[column].to_numpy()
+            task_columns[f"task/{metric}/{column}"] = changes[column].to_numpy()
+    segments = pd.concat([segments, pd.DataFrame(task_columns, index=segments.index)], axis=1)
 
     seed_rows, seed_labels, agreement = [], [], []
     single_sigma = sigma * np.sqrt(np.isfinite(alignment).sum(axis=0).clip(min=1))

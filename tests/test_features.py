@@ -54,6 +54,18 @@ def test_lanczos_downsample_matches_direct_loop(window, cutoff_mult, anchor):
     np.testing.assert_allclose(got, downsample_loop(values, times, tr_times, tr, window, cutoff_mult), atol=1e-12)
 
 
+def test_lanczos_weights_are_computed_once_per_run_and_read_only():
+    rng = np.random.default_rng(2)
+    onsets, times = np.sort(rng.uniform(0, 60, 50)), F.volume_times(30, 2.0, 0.5)
+    features = rng.standard_normal((50, 3))
+    first = F.lanczos_downsample(features, onsets, times, 2.0)
+    cached = F._cached_lanczos_weights(onsets, times, 2.0, 3, 1.0)
+    assert F._cached_lanczos_weights(onsets.copy(), times, 2.0, 3, 1.0) is cached and not cached.flags.writeable
+    np.testing.assert_array_equal(cached, F.lanczos_weights(onsets, times, 2.0))
+    np.testing.assert_allclose(F.lanczos_downsample(2 * features, onsets, times, 2.0), 2 * first, rtol=1e-12)
+    assert F._cached_lanczos_weights(onsets, times, 2.0, 2, 1.0) is not cached  # another window: another matrix
+
+
 def test_lanczos_words_on_volume_times_are_passed_through():
     # cutoff 1/TR and words exactly at volume times: L(integer) = 0 except L(0) = 1
     tr, n_trs = 2.0, 8

@@ -175,3 +175,34 @@ def test_shared_inner_fits_equal_one_fit_per_outer_fold(options):
     tolerance = 1e-4 if options.get("dtype") == "float32" else 1e-10
     np.testing.assert_allclose(shared[0], loop[0], atol=tolerance)
     assert len(np.unique(shared[1])) > 1  # alphas differ between targets: the choice is exercised
+
+
+def test_estimators_keep_the_scikit_learn_contract_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.base import clone, is_regressor
+    from sklearn.exceptions import NotFittedError
+    from sklearn.metrics import r2_score
+
+    from brainphase.encoding.banded import BandedRidgeCV
+
+    estimator = RidgeCV(alphas=[1.0, 10.0], cv=GroupKFold(3), dtype="float64")
+    copy = clone(estimator)
+    assert copy is not estimator and copy.get_params(deep=False).keys() == estimator.get_params(deep=False).keys()
+    assert copy.alphas == [1.0, 10.0] and copy.cv.n_splits == 3 and copy.cv is not estimator.cv
+    assert copy.set_params(dtype="float32").dtype == "float32" and estimator.dtype == "float64"
+    assert repr(RidgeCV(dtype="float64")) == "RidgeCV(dtype='float64')"
+    assert is_regressor(estimator) and is_regressor(BandedRidgeCV())
+    with pytest.raises(InputError, match="no parameter 'alpha'"):
+        estimator.set_params(alpha=1.0)
+    with pytest.raises(NotFittedError):
+        RidgeCV().predict(np.zeros((2, 3)))
+    X, Y, groups = planted()
+    banded = BandedRidgeCV((10, 13), [[0.5, 0.5]], ALPHAS, dtype="float64").fit(X, Y, groups)
+    assert banded.score(X, Y) == pytest.approx(r2_score(Y, banded.predict(X)))
+    # importing the encoding package (what `brainphase encode` loads) costs no scikit-learn, scipy or pandas
+    code = ("import sys, brainphase.encoding.cli, brainphase.encoding.partition; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'pandas'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -32,9 +32,7 @@ import logging
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
-from sklearn.utils.validation import check_is_fitted
-
+from brainphase.encoding.estimator import RegressorParams
 from brainphase.encoding.ridge import DEFAULT_ALPHAS, RidgeCV
 from brainphase.errors import InputError
 
@@ -55,7 +53,7 @@ def ratio_grid(ratios: Sequence[float]) -> np.ndarray:
     return np.stack([ratios / (1.0 + ratios), 1.0 / (1.0 + ratios)], axis=1)
 
 
-class BandedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
+class BandedRidgeCV(RegressorParams):
     """Banded ridge with band weights and alpha chosen per target by grouped CV (grid search).
 
     Parameters
@@ -158,7 +156,7 @@ class BandedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Predictions, shape (n_samples, n_targets)."""
-        check_is_fitted(self, "coef_")
+        self._check_fitted("coef_")
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise InputError(f"X has shape {X.shape} but the model was fit on {self.n_features_in_} features")

@@ -41,13 +41,15 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from brainphase.encoding import features as feats
 from brainphase.errors import InputError
+
+if TYPE_CHECKING:  # pandas is imported where a regressor table is read (~0.4 s of CPU otherwise)
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +206,8 @@ def read_regressors(path: Path) -> tuple[pd.DataFrame, list[str]]:
     names : list of str
         The value columns, in file order.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: extra regressor table not found (encode.extra_regressors)")

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
 
 from brainphase.errors import InputError
 
@@ -176,6 +175,7 @@ def blocked_cv_predict(
     outer = gapped_splits(run_index, position, block, gap_trs, "outer")
     predictions = np.empty(Y.shape, dtype=np.dtype(getattr(estimator, "dtype", "float64")))
     alphas = np.empty((len(outer), Y.shape[1]))
+    from sklearn.base import clone
     from tqdm.auto import tqdm
 
     for k, (train, test) in enumerate(tqdm(outer, desc="outer blocks", disable=not progress, leave=False)):

@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 
 from brainphase.encoding.ridge import (
-    RidgeCV, _column_scale, _form, _ops, _r2_columns, _Spectral, _Workspace, auto_chunk_size, _check_X,
+    RidgeCV,
+    _check_X,
+    _column_scale,
+    _form,
+    _ops,
+    _r2_columns,
+    _Spectral,
+    _Workspace,
+    auto_chunk_size,
 )
 from brainphase.errors import InputError
 

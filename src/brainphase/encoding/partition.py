@@ -39,7 +39,7 @@ from brainphase.encoding import features as feats
 from brainphase.encoding.banded import BandedRidgeCV, ratio_grid, variance_partition
 from brainphase.encoding.noise_ceiling import GROUP_SUBJECT
 from brainphase.encoding.ridge import RidgeCV, nested_cv_predict
-from brainphase.encoding.scoring import pearson_columns, r2_columns
+from brainphase.encoding.scoring import scores_by_fold
 from brainphase.errors import InputError
 from brainphase.io import read_strings, string_array
 
@@ -203,11 +203,9 @@ class BaselinePartition:
             computed on the concatenated held-out predictions, as the layers' with run CV.
         """
         def score(predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            if folds is None:
-                return pearson_columns(Y, predictions), r2_columns(Y, predictions)
-            from brainphase.encoding.sentences import fold_mean_scores
-
-            return fold_mean_scores(Y, predictions, folds)
+            scores = scores_by_fold(Y, predictions, groups if folds is None else folds)
+            convention = "concatenated" if folds is None else "fold_mean"
+            return scores[f"r_{convention}"], scores[f"r2_{convention}"]
 
         index = [self.subjects.index(s) for s in group_subjects]
         per_subject = (len(group_subjects), -1)

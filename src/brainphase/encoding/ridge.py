@@ -1,7 +1,8 @@
 """Ridge regression with the penalty chosen per target by run-grouped cross-validation.
 
 :class:`RidgeCV` follows scikit-learn's estimator contract (``fit`` / ``predict`` /
-``score``, ``get_params``, ``clone``). It solves, for every target ``y`` and alpha,
+``score``, ``get_params``, ``clone``) without importing scikit-learn at module load
+(:mod:`brainphase.encoding.estimator`). It solves, for every target ``y`` and alpha,
 
     (X^T X + alpha I) w = X^T y,
 
@@ -30,10 +31,7 @@ import logging
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin, clone
-from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
-from sklearn.utils.validation import check_is_fitted
-
+from brainphase.encoding.estimator import RegressorParams
 from brainphase.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -279,6 +277,8 @@ def grouped_splits(
                 "run-grouped cross-validation needs at least 2 runs"
             )
     if cv is None or isinstance(cv, (int, np.integer)):
+        from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+
         if groups is None:
             raise InputError("groups is required: give the run (story) label of each sample so folds are grouped by run")
         if cv is not None:
@@ -326,7 +326,7 @@ def _check_X(X, name: str = "X") -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- estimator
-class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
+class RidgeCV(RegressorParams):
     """Ridge regression, alpha chosen per target by run-grouped cross-validation.
 
     Solves ``(X^T X + alpha I) w = X^T y`` for every target (as himalaya; alpha is not
@@ -543,7 +543,7 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_targets) or (n_samples,)
         """
-        check_is_fitted(self, "coef_")
+        self._check_fitted("coef_")
         X = _check_X(X)
         if X.shape[1] != self.n_features_in_:
             raise InputError(f"X has shape {X.shape} but the model was fit on {self.n_features_in_} features")
@@ -626,6 +626,7 @@ def nested_cv_predict(
         return nested_logo_banded(estimator, X, Y, groups, progress)
     predictions = np.empty(Y.shape, dtype=np.dtype(estimator.dtype))
     alphas = np.empty((len(held_out), Y.shape[1]))
+    from sklearn.base import clone
     from tqdm.auto import tqdm
 
     for k, group in enumerate(tqdm(held_out, desc="outer folds", disable=not progress, leave=False)):

@@ -15,6 +15,7 @@ import sys
 
 from brainphase import __version__
 from brainphase.errors import InputError
+from brainphase.logs import log_friendly_stderr
 
 #: subcommand -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,6 +48,8 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as a program (not called from Python): progress bars in a log file, a line every few s
+        log_friendly_stderr()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
         _top_parser().parse_args(argv or ["--help"])

@@ -27,10 +27,11 @@ def test_carriage_returns_become_lines_and_erased_bars_vanish():
     stream.write("\rbar  50%")
     stream.write("\r" + " " * 9 + "\r")  # tqdm erasing a finished bar (leave=False)
     stream.write("INFO a message\n")
+    stream.write("\n\rinner  20%\x1b[A")  # a nested bar: one line down, then the cursor back up
     stream.write("\rbar 100%")
-    assert out.getvalue() == "bar  10%\nbar  50%\nINFO a message\n"
+    assert out.getvalue() == "bar  10%\nbar  50%\nINFO a message\ninner  20%\n"
     stream.close()
-    assert out.getvalue().endswith("INFO a message\nbar 100%\n")
+    assert out.getvalue().endswith("inner  20%\nbar 100%\n")
 
 
 def test_a_program_writing_to_a_file_logs_each_redraw_and_each_message_once(tmp_path):

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 
 #: seconds between two progress lines in a log file
 LOG_INTERVAL_S = 10
+#: terminal control sequences (nested bars move the cursor up with ESC [ A)
+_ANSI_CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class LineProgressStream(io.TextIOBase):
     """A text stream that writes carriage-return redraws as separate lines.
 
     Text is passed on line by line: a carriage return ends a line like a newline does, and a
-    line holding only whitespace (a bar being erased) is dropped. The unfinished last line is
+    line holding only whitespace (a bar being erased) is dropped, and so are terminal control
+    sequences (the cursor moves of nested bars). The unfinished last line is
     kept until it is ended (or :meth:`close`).
 
     Parameters
@@ -43,7 +47,7 @@ class LineProgressStream(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        lines = (self._pending + text).replace("\r", "\n").split("\n")
+        lines = _ANSI_CONTROL.sub("", self._pending + text).replace("\r", "\n").split("\n")
         self._pending = lines.pop()
         for line in lines:
             if line.strip():

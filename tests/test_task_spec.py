@@ -73,6 +73,8 @@ def test_rendering_follows_lm_eval(tmp_path):
     ({"doc_to_target": "{{label + 5}}"}, "doc_to_target must give a choice index"),
     ({"dataset_kwargs": {"data_files": {"test": "missing.jsonl"}}}, "missing.jsonl"),
     ({"output_type": "generate_until"}, "missing field 'generation_kwargs'"),
+    ({"num_fewshot": 5}, "field 'num_fewshot' is not supported"),
+    ({"process_docs": "x"}, "field 'process_docs' is not supported"),
 ])
 def test_bad_task_file_names_file_and_field(tmp_path, fields, message):
     path = write_task(tmp_path, **fields)

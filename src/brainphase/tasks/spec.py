@@ -40,6 +40,9 @@ OUTPUT_TYPES = ("loglikelihood", "multiple_choice", "generate_until")
 FAMILIES = ("next_token", "induction", "formal", "pattern", "arithmetic", "knowledge")
 #: Name of the held-out-text task (family next_token), present when a text is given.
 HELDOUT_TASK = "heldout_text"
+#: lm-eval fields that change prompts, items or scoring and that brainphase does not implement.
+_UNSUPPORTED = ("description", "fewshot_config", "process_docs", "process_results", "filter_list", "use_prompt",
+                "doc_to_image", "doc_to_audio", "multiple_input")
 _REQUIRED = ("task", "dataset_path", "dataset_kwargs", "test_split", "output_type", "doc_to_text", "doc_to_target",
              "metadata")
 
@@ -208,6 +211,16 @@ def load_task(path: str | Path) -> TaskSpec:
     for key in _REQUIRED:
         if key not in config:
             raise InputError(f"{path}: missing field {key!r} (lm-eval task format; see the built-in tasks in {SUITE_DIR})")
+    unsupported = [key for key in _UNSUPPORTED if config.get(key)]
+    if config.get("num_fewshot"):
+        unsupported.append("num_fewshot")
+    if unsupported:
+        raise InputError(f"{path}: field {unsupported[0]!r} is not supported by brainphase's evaluator (the suite's "
+                         "tasks are zero-shot with any examples inside doc_to_text); remove it")
+    for key in ("doc_to_text", "doc_to_target", "doc_to_choice"):
+        if isinstance(config.get(key), str) and config[key].startswith("!function"):
+            raise InputError(f"{path}: field {key!r} is a Python function ({config[key]}); brainphase renders only "
+                             "column names, jinja2 templates and ints")
     name = _field(config, "task", path, str, "the task name")
     output_type = config["output_type"]
     if output_type not in OUTPUT_TYPES:

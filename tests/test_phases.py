@@ -334,3 +334,20 @@ def test_trajectory_without_task_or_internal_metrics_has_empty_tables(tmp_path):
     traj = load_trajectory(tmp_path / "t.h5")
     assert traj.tasks.empty and traj.internal.empty and not traj.metrics and not traj.internal_metrics
     assert list(traj.tasks.columns)[-1] == "value" and len(traj.internal_layers) == 0
+
+
+def test_summary_names_the_task_metrics_improving_in_each_phase(tmp_path):
+    """Planted: every task metric rises with the step in every seed, so the higher-is-better ones
+    improve in every phase and the lower-is-better brier does not."""
+    from brainphase.phases.cli import summary_text
+    from tests.test_aggregate import _task_and_internal_grid
+
+    scores, tasks, _ = _task_and_internal_grid(tmp_path, (1, 2), (0, 1, 2, 4, 8, 16), n_layers=2)
+    aggregate(scores, tasks, tmp_path / "m.h5", responses_path=tmp_path / "responses.h5")
+    phases(tmp_path / "m.h5", tmp_path / "t.h5", n_bootstrap=5)
+    text = summary_text(tmp_path / "t.h5")
+    lines = [line for line in text.splitlines() if "tasks improving" in line]
+    assert lines and len(lines) == len(load_trajectory(tmp_path / "t.h5").segments)
+    for line in lines:
+        assert "induction/acc, blimp_agreement/acc" in line or "blimp_agreement/acc, induction/acc" in line
+        assert "(+1 continuous metric(s) of 4 in all)" in line  # induction/logprob; brier rises = worsens

@@ -271,8 +271,21 @@ def run_phases(args: argparse.Namespace) -> None:
            lower_is_better=args.lower_is_better, config=args)
 
 
+def improving_metrics(traj, segment: pd.Series) -> list[str]:
+    """Task metrics that improve over one segment: ``task/{name}/trend`` is ``rising`` (``falling``
+    for a lower-is-better metric), i.e. the 95% CI of the change over seeds excludes 0."""
+    names = []
+    for name in traj.metrics:
+        better = "rising" if traj.metric_higher_is_better.get(name, True) else "falling"
+        if segment.get(f"task/{name}/trend") == better:
+            names.append(name)
+    return names
+
+
 def summary_text(trajectory_path: str | Path, figures_dir: str | Path | None = None, report: str | Path | None = None) -> str:
-    """A few lines a person reads at the end of a run (see ``brainphase summary``)."""
+    """A few lines a person reads at the end of a run (see ``brainphase summary``): alignment at the
+    first, peak and last checkpoints, each phase with its CI and the task metrics that improve in it
+    (discontinuous ones named, continuous ones counted)."""
     from brainphase.phases.read import load_trajectory
 
     traj = load_trajectory(trajectory_path)
@@ -288,6 +301,13 @@ def summary_text(trajectory_path: str | Path, figures_dir: str | Path | None = N
     for _, row in traj.segments.iterrows():
         lines.append(f"    {row.phase:<20s} steps {row.start_step}-{row.end_step}  slope {row.slope:+.3g}/decade "
                      f"[{row.slope_ci_low:.3g}, {row.slope_ci_high:.3g}]  P(phase exists) {row.p_exists:.2f}")
+        if traj.metrics and len(traj.seeds) < 2:
+            lines.append("      tasks improving: unknown (one seed: no interval over seeds)")
+        elif traj.metrics:
+            improving = improving_metrics(traj, row)
+            named = [n for n in improving if traj.metric_kinds.get(n) == "discontinuous"]
+            lines.append(f"      tasks improving: {', '.join(named) or 'no discontinuous metric'}"
+                         f" (+{len(improving) - len(named)} continuous metric(s) of {len(traj.metrics)} in all)")
     lines.append(f"  trajectory: {trajectory_path}")
     if figures_dir is not None:
         lines.append(f"  figures:    {figures_dir}")

@@ -24,16 +24,22 @@ from brainphase.tasks.spec import HELDOUT_TASK, TaskSpec, load_suite
 log = logging.getLogger(__name__)
 
 
+def _default(key: str):
+    from brainphase.config import schema_default
+
+    return schema_default(f"tasks.{key}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskOptions:
-    """Settings of the task suite (config section ``tasks``)."""
+    """Settings of the task suite (config section ``tasks``; defaults from config/schema.yaml)."""
 
-    suite: tuple[str, ...] = ()
-    names: tuple[str, ...] = ()
+    suite: tuple[str, ...] = dataclasses.field(default_factory=lambda: tuple(_default("suite")))
+    names: tuple[str, ...] = dataclasses.field(default_factory=lambda: tuple(_default("names")))
     text: str | None = None
-    max_tokens: int = 20000
-    seq_len: int = 128
-    batch_size: int = 16
+    max_tokens: int = dataclasses.field(default_factory=lambda: _default("max_tokens"))
+    seq_len: int = dataclasses.field(default_factory=lambda: _default("seq_len"))
+    batch_size: int = dataclasses.field(default_factory=lambda: _default("batch_size"))
 
 
 def add_task_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:

@@ -156,7 +156,10 @@ def test_schema_default_reads_the_shipped_schema():
 
     assert SCHEMA_PATH.resolve() == (REPO / "config" / "schema.yaml").resolve()
     # shipped as package data (the symlink is packaged as a real file) for non-editable installs
-    assert 'brainphase = ["schema.yaml"]' in (REPO / "pyproject.toml").read_text()
+    import tomllib
+
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "schema.yaml" in package_data["brainphase"]
     assert schema_default("extract.context_tokens") == 128
     assert schema_default("models.*.train.lr") == 0.003
     with pytest.raises(KeyError, match="no config key 'extract.nope'"):

@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python bench/extract.py --quick
 	$(BIN)/python bench/ridge.py --quick
 	$(BIN)/python bench/banded.py --quick
+	$(BIN)/python bench/encode.py --quick
 	$(BIN)/python bench/load_fmri.py --quick
 	$(BIN)/python bench/phases.py --quick
 	$(BIN)/python bench/tasks.py --quick

@@ -162,8 +162,11 @@ def test_nested_cv_predict_holds_out_each_run():
     {"standardize": True},
     {"fit_intercept": False, "solver": "dual", "chunk_size": 7},
     {"dtype": "float32"},
+    {"backend": "torch", "chunk_size": 10},
 ])
 def test_shared_inner_fits_equal_one_fit_per_outer_fold(options):
+    if options.get("backend") == "torch":
+        pytest.importorskip("torch")
     X, Y, groups = planted(n_samples=150, n_runs=5)
     order = np.concatenate([np.flatnonzero(groups == f"run{k}") for k in (3, 0, 4, 1, 2)])  # not in label order
     X, Y, groups = X[order], Y[order], groups[order]

@@ -12,7 +12,8 @@ mean(y)``, without forming the coefficients). The arithmetic of every inner fold
 ``RidgeCV.fit`` (same rows, centring, scaling, decomposition, and validation R^2 summed over
 inner folds in the same order), so the chosen alphas and the predictions equal the
 one-fit-per-outer-fold loop up to floating-point rounding. Only one decomposition is held at
-a time.
+a time; the inner scores of all outer folds are, ``(n_groups, n_alphas, n_targets)`` float64
+(``nested_cv_predict`` takes the loop of clones where that would outgrow ``Y``).
 
 :func:`nested_logo_banded` does the same for :class:`~brainphase.encoding.banded.BandedRidgeCV`:
 one shared-pair nested ridge per band-weight grid point, each outer fold keeping, per target,

@@ -618,8 +618,16 @@ def nested_cv_predict(
     from brainphase.encoding.banded import BandedRidgeCV
     from brainphase.encoding.nested import nested_logo_banded, nested_logo_ridge
 
-    if shared_inner_fits and Y.ndim == 2 and getattr(estimator, "cv", 0) is None and type(estimator) in (
-            RidgeCV, BandedRidgeCV):
+    shared = shared_inner_fits and Y.ndim == 2 and getattr(estimator, "cv", 0) is None and type(estimator) in (
+        RidgeCV, BandedRidgeCV)
+    # the shared fits hold the inner scores of all outer folds at once, (n_groups, n_alphas, n_targets) float64:
+    # allowed up to the size of Y in float32 or 256 MiB (more only with about as many outer folds as samples)
+    score_bytes = len(held_out) * len(np.ravel(estimator.alphas)) * 8 * (Y.shape[1] if Y.ndim == 2 else 1)
+    if shared and score_bytes > max(Y.size * 4, 1 << 28):
+        logger.info("%d outer folds x %d alphas: inner fits not shared (their scores would outgrow Y)",
+                    len(held_out), len(np.ravel(estimator.alphas)))
+        shared = False
+    if shared:
         # inner leave-one-group-out: the inner training sets of outer folds k and j coincide (encoding/nested.py)
         if isinstance(estimator, RidgeCV):
             return nested_logo_ridge(estimator, X, Y, groups, progress)[:3]

@@ -95,3 +95,20 @@ def test_bad_task_input_stops_before_the_checkpoint_is_loaded(tiny_checkpoint, i
     assert cli.main(args) == 2
     assert "inductoin" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt"]
+
+
+def test_task_items_longer_than_the_context_stop_before_the_extraction(tiny_checkpoint, inputs, tmp_path, capsys,
+                                                                        monkeypatch):
+    """pattern_repeat's items take more than the test model's 64 positions with its tokenizer."""
+    import brainphase.activations
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("activations were extracted before the task items were checked")
+
+    monkeypatch.setattr(brainphase.activations, "extract_from_args", no_extraction)
+    stimulus, text = inputs
+    args = measure_args(tiny_checkpoint, stimulus, text, tmp_path)
+    args[args.index(TASK)] = "pattern_repeat"
+    assert cli.main(args) == 2
+    assert "task pattern_repeat" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -14,7 +14,8 @@ The extraction options keep the names of ``brainphase extract`` (``--stimulus``,
 (``--tasks-text``, ``--tasks-batch-size``...).
 
 Both files are written atomically, and the job writes both or neither: every input (stimulus,
-task files, held-out text) is read and checked before the checkpoint is loaded, and when the
+task files, held-out text) is read and checked before the checkpoint is loaded, every task item
+is encoded and checked against the model's positions before the extraction starts, and when the
 task metrics fail after the activations were written, the activations file is removed before
 the error is raised (Snakemake, too, removes the outputs of a failed job; this keeps a
 standalone run consistent). Only a hard kill between the two writes can leave the activations
@@ -54,12 +55,13 @@ def main(args: argparse.Namespace) -> None:
     from brainphase.activations import extract_from_args, stimulus_from_args
     from brainphase.models.checkpoints import load_checkpoint
     from brainphase.models.labels import cli_model_attrs
-    from brainphase.tasks import run_tasks, task_options_from_args
+    from brainphase.tasks import run_tasks, skip_reason, task_options_from_args
+    from brainphase.tasks.runner import prepare_task
     from brainphase.tasks.spec import load_suite
 
     # every input is checked before the (slow) checkpoint load
     task_options = task_options_from_args(args, TASKS_PREFIX)
-    load_suite(task_options.suite, task_options.names, with_heldout=bool(task_options.text))
+    specs = load_suite(task_options.suite, task_options.names, with_heldout=bool(task_options.text))
     if task_options.text:
         read_nonempty_text(task_options.text, f"pass the held-out text with --{TASKS_PREFIX}text "
                                               "(e.g. results/corpus/valid.txt)")
@@ -67,6 +69,9 @@ def main(args: argparse.Namespace) -> None:
 
     checkpoint = load_checkpoint(args.model, revision=args.revision, device=args.device)
     model_labels = cli_model_attrs(checkpoint.info, args)
+    if not skip_reason(checkpoint.info):  # items the tokenizer cannot encode or too long: refused before extracting
+        for spec in specs:
+            prepare_task(spec, checkpoint.tokenizer, checkpoint.info["max_positions"])
     extract_attrs = provenance("extract", args, [stimulus_path], **model_labels)
     tasks_attrs = provenance("tasks", args, [task_options.text] if task_options.text else [], **model_labels)
     extract_from_args(checkpoint, args, words, stimulus_kind, args.activations_out, extract_attrs)

@@ -166,9 +166,8 @@ def test_encoder_gets_a_tasks_file_without_metrics(tiny_bert_checkpoint, tmp_pat
 @pytest.fixture(scope="module")
 def suite_checkpoint(tmp_path_factory, tiny_tokenizer_dir):
     """A tiny GPT-NeoX with 128 positions (the built-in suite's items fit; see _models.py)."""
-    from transformers import AutoTokenizer
-
     from _models import save_checkpoint
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     return save_checkpoint(tmp_path_factory.mktemp("suite") / "step16", tokenizer,

@@ -140,7 +140,7 @@ def blimp_determiner(corpus: Corpus, rng: random.Random, n_items: int) -> list[d
 def blimp_word_order(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     known = set(corpus.vocabulary[:2000])
     pool = sorted({tuple(seg) for seg in corpus.valid if 5 <= len(seg) <= 9
-                   and all(w.lower() in known for w in seg) and len(set(w.lower() for w in seg)) == len(seg)})
+                   and all(w.lower() in known for w in seg) and len({w.lower() for w in seg}) == len(seg)})
     items = []
     for words in _sample(rng, pool, n_items, "valid.txt segments of 5-9 distinct common words"):
         i = rng.randrange(len(words) - 1)

@@ -250,7 +250,7 @@ def load_task(path: str | Path) -> TaskSpec:
             raise InputError(f"{path}: field 'generation_kwargs.do_sample' must be false (greedy generation)")
     data_path, docs = _read_docs(path, config)
     items = tuple(_render_item(config, path, i, doc, renderers) for i, doc in enumerate(docs))
-    short = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    short = name.removeprefix(PREFIX)
     return TaskSpec(short, family, str(version), output_type, path, data_path, items, tuple(until), int(max_gen_toks))
 
 

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import datasets
 
 
-def load_docs(data_files: dict | None = None, **metadata) -> "datasets.DatasetDict":
+def load_docs(data_files: dict | None = None, **metadata) -> datasets.DatasetDict:
     """Read each split's JSONL file (one JSON object per line, blank lines skipped).
 
     Parameters

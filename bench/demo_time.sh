@@ -15,11 +15,13 @@ mkdir -p "$work"
 mkdir -p "$work/data" && [ -d "$repo/data/downloads" ] && ln -sfn "$repo/data/downloads" "$work/data/downloads"
 sed "s#^results: .*#results: $work/results#" "$repo/config/config.yaml" > "$work/config.yaml"
 rm -rf "$work/results"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 start=$(date +%s.%N)
 PATH="$bin:$PATH" "$bin/snakemake" -s "$repo/Snakefile" --directory "$work" --configfile "$work/config.yaml" \
   --cores 2 --quiet > "$work/snakemake.log" 2>&1 || { tail -50 "$work/snakemake.log"; exit 1; }
 end=$(date +%s.%N)
 echo "results in $work/results"
+echo "load average (1, 5, 15 min) before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg) (other processes share the cores)"
 "$bin/python" - "$work/results/benchmarks" "$(python3 -c "print(f'{$end - $start:.1f}')")" <<'PY'
 import csv, sys
 from pathlib import Path

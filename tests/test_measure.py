@@ -4,8 +4,8 @@ and leaves both outputs or neither."""
 import h5py
 import numpy as np
 import pytest
-
 from _models import tiny_checkpoint, tiny_tokenizer_dir, write_stimulus  # noqa: F401
+
 from brainphase import cli
 from brainphase.errors import InputError
 from brainphase.io import read_attrs

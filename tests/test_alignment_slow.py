@@ -17,7 +17,7 @@ from test_workflow import TINY, snakemake
 def test_alignment_rises_over_training_on_planted_lexical_signal(tmp_path):
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["corpus"] = {"source": "generated", "stimulus_runs": 4, "stimulus_words": 800}
-    config["models"]["tiny"]["train"] = {"n_layers": 2, "d_model": 48, "n_heads": 4, "seq_len": 64,
+    config["models"]["tiny"]["train"] = {"n_layers": 2, "d_model": 48, "n_heads": 4, "seq_len": 96,
                                          "batch_size": 16, "max_steps": 256, "n_checkpoints": 5,
                                          "vocab_size": 600}
     config["fmri"]["simulate"] = {"n_subjects": 2, "tr": 2.0, "resolution_mm": 8, "snr": 1.0, "lexical_share": 0.9}
@@ -28,7 +28,7 @@ def test_alignment_rises_over_training_on_planted_lexical_signal(tmp_path):
     with h5py.File(tmp_path / "results" / "trajectory" / "tiny" / "trajectory.h5", "r") as handle:
         alignment = handle["brain/alignment"][0]
         labels = handle["phases/labels"][()]
-        accuracy = handle["metrics/next_token_accuracy"][0]
+        accuracy = handle["metrics/heldout_text/next_token_accuracy"][0]
     assert accuracy[-1] > accuracy[0] + 0.05
     assert alignment[-1] > alignment[0] + 0.03, alignment
     assert labels[0] == 0  # the curve starts in the alignment phase

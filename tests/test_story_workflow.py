@@ -69,7 +69,7 @@ def test_story_example_config_runs_unchanged(tmp_path):
     write_roi_tables(tmp_path / "data" / "story" / "roi_tables", onsets, rng)
     model_dir = tmp_path / "path" / "to" / "model"  # a plain Hugging Face folder, as a user has it
     tokenizer = train_tokenizer(model_dir)
-    build_model(len(tokenizer)).save_pretrained(model_dir)
+    build_model(len(tokenizer), max_positions=128).save_pretrained(model_dir)  # the built-in task suite's items need up to ~80 tokens with this small vocabulary
     config = tmp_path / "story_roi_tables.yaml"
     shutil.copy(REPO / "config" / "examples" / "story_roi_tables.yaml", config)
 

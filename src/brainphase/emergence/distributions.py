@@ -17,15 +17,17 @@ import diptest
 import numpy as np
 from scipy import stats
 
+from brainphase.config import schema_default
 from brainphase.emergence._arrays import seed_step_array
 from brainphase.errors import InputError
 
 #: quantile levels reported by :func:`seed_distribution`
 QUANTILE_LEVELS = (0.05, 0.25, 0.50, 0.75, 0.95)
+# defaults are stated once, in config/schema.yaml (section `emergence`)
 #: significance level of the dip test behind the ``bimodal`` call
-DEFAULT_BIMODALITY_ALPHA = 0.05
+DEFAULT_BIMODALITY_ALPHA = schema_default("emergence.bimodality_alpha")
 #: coverage of the Clopper-Pearson interval of the success probability
-DEFAULT_CONFIDENCE = 0.95
+DEFAULT_CONFIDENCE = schema_default("emergence.confidence")
 #: the dip test is not defined for fewer seeds than this (diptest warns for n <= 3)
 MIN_SEEDS_DIP = 4
 

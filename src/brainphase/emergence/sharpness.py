@@ -27,13 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from brainphase.config import schema_default
 from brainphase.errors import InputError
 from brainphase.phases.segment import log_token_axis
 
+# defaults are stated once, in config/schema.yaml (section `emergence`)
 #: width of the sharpness window, decades of tokens
-DEFAULT_WINDOW_DECADES = 0.5
+DEFAULT_WINDOW_DECADES = schema_default("emergence.window_decades")
 #: a curve is "sharp" when at least this share of its total rise happens within one window
-DEFAULT_SHARP_THRESHOLD = 0.5
+DEFAULT_SHARP_THRESHOLD = schema_default("emergence.sharp_threshold")
 
 SHARP_IN_BOTH = "sharp in both"
 SHARP_ONLY_DISCONTINUOUS = "sharp only in the discontinuous metric (likely a metric artefact)"

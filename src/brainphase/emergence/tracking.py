@@ -15,13 +15,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from brainphase.config import schema_default
 from brainphase.emergence._arrays import seed_step_array
 from brainphase.errors import InputError
 
+# defaults are stated once, in config/schema.yaml (section `emergence`)
 #: bootstrap resamples of seeds behind the CI of the mean rank correlation
-DEFAULT_N_BOOTSTRAP = 2000
+DEFAULT_N_BOOTSTRAP = schema_default("emergence.n_bootstrap")
 #: coverage of that CI
-DEFAULT_TRACKING_CONFIDENCE = 0.95
+DEFAULT_TRACKING_CONFIDENCE = schema_default("emergence.confidence")
+#: seed of the bootstrap's random generator
+DEFAULT_BOOTSTRAP_SEED = schema_default("emergence.bootstrap_seed")
 #: fewest finite (alignment, metric) checkpoint pairs for a seed's rank correlation
 MIN_PAIRS_SPEARMAN = 3
 
@@ -127,7 +131,7 @@ def _spearman_per_seed(alignment: np.ndarray, metric: np.ndarray) -> np.ndarray:
 
 
 def tracking_table(alignment, metrics: dict, confidence: float = DEFAULT_TRACKING_CONFIDENCE,
-                   n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
+                   n_bootstrap: int = DEFAULT_N_BOOTSTRAP, seed: int = DEFAULT_BOOTSTRAP_SEED) -> pd.DataFrame:
     """Which metric best tracks brain alignment over training.
 
     For each metric and seed, the Spearman rank correlation over checkpoints between the

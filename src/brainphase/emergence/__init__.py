@@ -8,10 +8,12 @@ section "Emergence statistics (library)".
 
 from brainphase.emergence.distributions import (Bimodality, SeedDistribution, SuccessProbability,
                                                 bimodality, clopper_pearson, seed_distribution,
-                                                success_probability, wasserstein_steps)
+                                                success_probability, wasserstein_between,
+                                                wasserstein_steps)
 from brainphase.emergence.sharpness import MirageCheck, mirage_check, sharpness
 from brainphase.emergence.tracking import Crossing, crossing, tracking_table
 
 __all__ = ["Bimodality", "Crossing", "MirageCheck", "SeedDistribution", "SuccessProbability",
            "bimodality", "clopper_pearson", "crossing", "mirage_check", "seed_distribution",
-           "sharpness", "success_probability", "tracking_table", "wasserstein_steps"]
+           "sharpness", "success_probability", "tracking_table", "wasserstein_between",
+           "wasserstein_steps"]

@@ -6,7 +6,8 @@ column per checkpoint, NaN for a missing value) and summarises each column: quan
 transition some seeds have an ability and some do not yet, so the seed distribution is bimodal),
 the probability that a seed has reached a threshold with its exact binomial interval
 (:func:`success_probability`), and the Wasserstein-1 distance between the seed distributions of
-consecutive checkpoints (:func:`wasserstein_steps`, how much the distribution moves per step).
+consecutive checkpoints (:func:`wasserstein_steps`, how much the distribution moves per step) or
+of two sets of seeds such as two model sizes (:func:`wasserstein_between`).
 """
 
 from __future__ import annotations
@@ -259,4 +260,32 @@ def wasserstein_steps(values) -> np.ndarray:
         before, after = before[np.isfinite(before)], after[np.isfinite(after)]
         if len(before) and len(after):
             distances[step] = _wasserstein_1(before, after)
+    return distances
+
+
+def wasserstein_between(values_a, values_b) -> np.ndarray:
+    """Wasserstein-1 distance between two seed distributions (e.g. two model sizes), per checkpoint.
+
+    Parameters
+    ----------
+    values_a : array_like, shape (n_seeds_a, n_steps)
+    values_b : array_like, shape (n_seeds_b, n_steps)
+        Same checkpoints (columns) as ``values_a``; the numbers of seeds may differ.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_steps,)
+        NaN where either side has no finite seed.
+    """
+    values_a = seed_step_array(values_a, "values_a")
+    values_b = seed_step_array(values_b, "values_b")
+    if values_a.shape[1] != values_b.shape[1]:
+        raise InputError(f"values_a has {values_a.shape[1]} checkpoints and values_b {values_b.shape[1]}; "
+                         "compare the two at the same checkpoints (columns)")
+    distances = np.full(values_a.shape[1], np.nan)
+    for step in range(values_a.shape[1]):
+        a, b = values_a[:, step], values_b[:, step]
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        if len(a) and len(b):
+            distances[step] = _wasserstein_1(a, b)
     return distances

@@ -2,7 +2,7 @@
 
 Each source returns ``(documents, source)``: a list of :class:`Document` and the ``source``
 entry of ``corpus.json`` (origin, licence, files with sha256). ``brainphase corpus``
-(:mod:`brainphase.stimuli`) turns them into the four corpus files; the sources and their
+(:mod:`brainphase.corpus.build`) turns them into the four corpus files; the sources and their
 licences are described in that module's docstring.
 """
 

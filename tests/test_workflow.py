@@ -185,4 +185,8 @@ def test_sentence_level_dataset_runs_through_the_workflow(tmp_path):
     with h5py.File(tmp_path / "results" / "scores" / "tiny" / "seed1" / "step40.h5", "r") as handle:
         assert handle.attrs["stimulus_kind"] == "sentences"
         assert handle["r"].shape == (3, 2, 6)
+    with h5py.File(tmp_path / "results" / "trajectory" / "tiny" / "trajectory.h5", "r") as handle:
+        # abilities of a sentence-level run come from the built-in task suite, beside alignment
+        assert handle["metrics/blimp_agreement"].attrs["family"] == "formal"
+        assert handle["metrics/blimp_agreement/acc"].shape == handle["brain/alignment"].shape
     assert (tmp_path / "results" / "figures" / "tiny" / "alignment.png").is_file()

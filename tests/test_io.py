@@ -75,6 +75,17 @@ def test_provenance_records_input_hashes(tmp_path):
     assert json.loads(attrs["input_sha256"]) == {str(path): hashlib.sha256(b"hello").hexdigest()}
 
 
+def test_provenance_hashes_every_file_of_a_folder_and_records_working_dir(tmp_path, monkeypatch):
+    (tmp_path / "run" / "sub").mkdir(parents=True)
+    (tmp_path / "run" / "a.txt").write_bytes(b"a")
+    (tmp_path / "run" / "sub" / "b.txt").write_bytes(b"b")
+    monkeypatch.chdir(tmp_path)
+    attrs = provenance("tasks", {}, inputs=["run"])
+    assert json.loads(attrs["input_sha256"]) == {"run/a.txt": hashlib.sha256(b"a").hexdigest(),
+                                                 "run/sub/b.txt": hashlib.sha256(b"b").hexdigest()}
+    assert attrs["working_dir"] == str(tmp_path)  # relative keys are relative to it
+
+
 def test_open_h5_names_file_and_wrong_stage(tmp_path):
     with pytest.raises(InputError, match="missing.h5: file not found"):
         with open_h5(tmp_path / "missing.h5"):

@@ -5,7 +5,7 @@ temporary file beside the target and renames it into place only when the block f
 without error, so a crash or a bad input never leaves a half-written output. The root
 group of every file carries the provenance attributes listed in ``docs/hdf5_layout.md``
 (``brainphase_version``, ``stage``, ``created_utc``, ``config_json``, ``config_sha256``,
-``input_sha256`` and stage-specific ones such as ``model_id``, ``revision``, ``step``).
+``input_sha256``, ``working_dir`` and stage-specific ones such as ``model_id``, ``revision``, ``step``).
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ def provenance(stage: str, config: Any, inputs: Iterable[str | os.PathLike] = ()
     config : dict or argparse.Namespace
         The settings that produced the file; stored as JSON and hashed.
     inputs : iterable of path
-        Input files (or directories) whose sha256 are recorded in ``input_sha256``.
+        Input files (or directories: every file inside) whose sha256 are recorded in
+        ``input_sha256``, keyed by the path as given; relative paths are relative to the
+        recorded ``working_dir``. A checkpoint's weights are recorded by the stage that loads
+        it, in ``weights_sha256``.
     **extra
         Further attributes, e.g. ``model_id``, ``revision``, ``step``, ``tokens``.
     """
@@ -95,6 +98,7 @@ def provenance(stage: str, config: Any, inputs: Iterable[str | os.PathLike] = ()
         "config_json": json.dumps(to_jsonable(config), sort_keys=True),
         "config_sha256": config_sha256(config),
         "input_sha256": json.dumps(sha256_files(inputs), sort_keys=True),
+        "working_dir": os.getcwd(),  # relative input paths are relative to it (`brainphase verify`)
     }
     attrs.update(extra)
     return attrs

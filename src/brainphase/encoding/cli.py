@@ -127,6 +127,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="store the held-out predictions and the responses they predict under /held_out")
     parser.add_argument("--ceiling-floor", type=float, default=_default("ceiling_floor"),
                         help="voxels whose noise ceiling is below this get NaN in r_normalized")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint (folder or Hub id) the activations must come from: its weights are hashed and "
+                             "compared with the activations' weights_sha256 (default: not checked)")
+    parser.add_argument("--checkpoint-revision", default=None, help="revision of --checkpoint (Hub ref or step{N} sub-folder)")
     vpart.add_arguments(parser)  # baselines and variance partitioning (encoding/partition.py)
 
 
@@ -410,6 +414,9 @@ def main(args: argparse.Namespace) -> None:
         raise InputError(f"--inner-folds must be 0 (leave-one-run-out) or >= 2 (got {args.inner_folds})")
     if not 0 <= args.ceiling_floor <= 1:
         raise InputError(f"--ceiling-floor must lie in [0, 1] (got {args.ceiling_floor})")
+    if args.checkpoint is not None:  # refuse activations of other weights than the configured checkpoint
+        from brainphase.verify import check_activations_checkpoint
+        check_activations_checkpoint(args.activations, args.checkpoint, args.checkpoint_revision)
     with open_h5(args.activations, stage="extract") as act, open_h5(args.responses, stage="load-fmri") as resp:
         layers = _layer_indices(act, args.activations, args.layers)
         if "subjects" not in resp:

@@ -72,7 +72,7 @@ TASK_ITEMS = 100
 #: name of the task (files ``latent_intent.yaml`` / ``.jsonl``; lm-eval task ``brainphase_latent_intent``)
 TASK_NAME = "latent_intent"
 #: lm-eval family of the task (one of :data:`brainphase.tasks.spec.FAMILIES`: in-context inference)
-TASK_FAMILY = "induction"
+TASK_FAMILY = "latent_intent"
 
 
 class LatentIntentModel:

@@ -18,11 +18,21 @@ from matplotlib.ticker import MaxNLocator
 
 from brainphase.figures.curves import TOKEN_CMAP, seed_mean, spearman_rho
 from brainphase.figures.data import FigureData
-from brainphase.figures.style import (add_caption, caption_lines, caption_text, new_figure, shade_phases, tick_positions,
-                                      title, token_axis, token_label)
+from brainphase.figures.style import (
+    add_caption,
+    caption_lines,
+    caption_text,
+    new_figure,
+    shade_phases,
+    tick_positions,
+    title,
+    token_axis,
+    token_label,
+)
+from brainphase.tasks.spec import FAMILIES
 
-#: row order of the task families (contracts: brainphase.tasks)
-FAMILY_ORDER = ("next_token", "induction", "formal", "pattern", "arithmetic", "knowledge")
+#: row order of the task families
+FAMILY_ORDER = FAMILIES
 #: preferred metric (last part of the name) per kind for ``alignment_tasks`` and column order; others by name after
 PREFERRED = {
     "discontinuous": ("acc", "exact_match", "next_token_accuracy", "acc_norm"),

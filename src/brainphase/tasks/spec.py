@@ -37,7 +37,7 @@ SUITE_DIR = Path(__file__).parent / "suite"
 #: lm-eval task names carry this prefix; brainphase's short task names drop it.
 PREFIX = "brainphase_"
 OUTPUT_TYPES = ("loglikelihood", "multiple_choice", "generate_until")
-FAMILIES = ("next_token", "induction", "formal", "pattern", "arithmetic", "knowledge")
+FAMILIES = ("next_token", "induction", "formal", "pattern", "arithmetic", "knowledge", "latent_intent")
 #: Name of the held-out-text task (family next_token), present when a text is given.
 HELDOUT_TASK = "heldout_text"
 #: lm-eval fields that change prompts, items or scoring and that brainphase does not implement.

@@ -72,7 +72,8 @@ def _validate_words(df: pd.DataFrame, path: Path, row_name) -> pd.DataFrame:
     bad = np.flatnonzero(df["offset"].to_numpy() < df["onset"].to_numpy())
     if bad.size:
         i = bad[0]
-        raise InputError(f"{path}: {row_name(i)}: offset {df['offset'].iloc[i]} is before onset {df['onset'].iloc[i]}")
+        raise InputError(f"{path}: {row_name(i)}: offset {df['offset'].iloc[i]} is before onset {df['onset'].iloc[i]}; "
+                         "correct the times (a word's offset must not precede its onset)")
     for run, group in df.groupby("run", sort=False):
         onset = group["onset"].to_numpy()
         offset = group["offset"].to_numpy()
@@ -95,6 +96,8 @@ def _read_tsv(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE)
     except pd.errors.EmptyDataError as exc:
         raise InputError(f"{path}: empty file; expected a header with columns {', '.join(STIMULUS_COLUMNS)}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc}); convert it with iconv -t UTF-8") from exc
     missing = [c for c in STIMULUS_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)} (found {', '.join(df.columns)}); "

@@ -255,6 +255,23 @@ def _both_conventions(Y: np.ndarray, predictions: np.ndarray, folds: np.ndarray)
 
 
 # ---------------------------------------------------------------------------- time series
+def _check_words_fit_runs(words: dict[str, np.ndarray], designs: dict[tuple, list[str]], args) -> None:
+    """Refuse activations whose words outlast a run's volumes by over half the run: another stimulus's activations.
+
+    The loaders already refuse a run that ends over one volume before its words; the looser bound here
+    only catches a mix-up of stimuli, e.g. activations of other stories under the same run names.
+    """
+    for signature, group_subjects in designs.items():
+        for run, n_trs, first_volume_time, interval in signature:
+            last_offset = float(words["offset"][words["run"] == run].max())
+            end = first_volume_time + n_trs * interval
+            if last_offset > end + max(interval, 0.5 * (end - first_volume_time)):
+                raise InputError(
+                    f"{args.activations}: the words of run {run!r} last until {last_offset:g} s but {args.responses} "
+                    f"({group_subjects[0]}) covers only {first_volume_time:g}-{end:g} s: the activations come from a "
+                    "different stimulus; re-run `brainphase extract` with the stimulus given to `brainphase load-fmri`")
+
+
 def _encode_timeseries(act: h5py.File, resp: h5py.File, layers: list[int], subjects: list[str],
                        estimator: RidgeCV, args: argparse.Namespace) -> None:
     """Time-series responses: Lanczos + delays per run, outer leave-one-run-out or gapped blocks."""
@@ -279,6 +296,7 @@ def _encode_timeseries(act: h5py.File, resp: h5py.File, layers: list[int], subje
         estimator.set_params(standardize=True)
     _check_runs(runs, resp, subjects, args.responses, args.activations)
     designs = _subject_designs(resp, subjects, runs, args.responses, tr)
+    _check_words_fit_runs(words, designs, args)
     n_voxels = resp[f"subjects/{subjects[0]}/runs/{runs[0]}/bold"].shape[1]
     scores = LayerScores(layers, subjects, n_voxels, args)
     scored_rows = _scored_rows(resp, runs, args)

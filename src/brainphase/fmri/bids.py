@@ -59,6 +59,10 @@ def find_bold_runs(args: argparse.Namespace, stimulus_runs: list[str]) -> dict[s
         raise InputError(f"--root {root}: not a directory")
     run_map = parse_run_map(args.run_map)
     wanted = {s.removeprefix("sub-") for s in args.subjects} if args.subjects else None
+    if wanted is not None and len(wanted) < len(args.subjects):
+        raise InputError(f"--subjects {' '.join(args.subjects)}: a subject is named more than once (01 and sub-01 "
+                         "are the same subject); give each subject once")
+    labels_seen: set[str] = set()
     res_label = None if args.res is None else str(args.res)
     found: dict[str, dict[str, list[BoldRun]]] = {}
     candidates = sorted(root.glob("sub-*/func/*_desc-preproc_bold.nii*")) + sorted(root.glob("sub-*/ses-*/func/*_desc-preproc_bold.nii*"))
@@ -69,6 +73,7 @@ def find_bold_runs(args: argparse.Namespace, stimulus_runs: list[str]) -> dict[s
         if res_label is not None and ent.get("res", "").removesuffix("mm") != res_label.removesuffix("mm"):
             continue
         subject = ent["sub"]
+        labels_seen.update([ent.get("run", "")] + ([f"ses-{ent['ses']}_run-{ent.get('run')}"] if "ses" in ent else []))
         if wanted is not None and subject not in wanted:
             continue
         if "run" not in ent:
@@ -87,6 +92,11 @@ def find_bold_runs(args: argparse.Namespace, stimulus_runs: list[str]) -> dict[s
         if any(r.label == label for r in runs):
             raise InputError(f"{path}: several BOLD files for sub-{subject} run {label} (different res-?); choose with --res")
         runs.append(BoldRun(subject, label, run, path, mask, ent["space"], events=events if events.is_file() else None))
+    unmatched = sorted(set(run_map) - labels_seen)
+    if unmatched and candidates:
+        raise InputError(f"--run-map: run label(s) {', '.join(map(repr, unmatched))} name no BOLD file under {root} "
+                         f"(task {args.task}, space {args.space}; labels found: {sorted(labels_seen - {''})}); "
+                         "fix the labels in --run-map")
     if not found:
         raise InputError(f"--root {root}: no sub-*/[ses-*/]func/*_task-{args.task}_run-*_space-{args.space}"
                          f"_desc-preproc_bold.nii.gz found" + (f" for subjects {sorted(wanted)}" if wanted else ""))
@@ -110,7 +120,8 @@ def bold_tr(path: Path, tolerance: float) -> tuple[float, int]:
 
     image = nib.load(path)
     if len(image.shape) != 4:
-        raise InputError(f"{path}: a 3D image (shape {image.shape}) where a 4D BOLD time series is expected")
+        raise InputError(f"{path}: a 3D image (shape {image.shape}) where a 4D BOLD time series is expected; "
+                         "give the 4D *_desc-preproc_bold file (all volumes), not a single volume")
     zooms = image.header.get_zooms()
     units = image.header.get_xyzt_units()[1]
     tr = float(zooms[3]) / (1000.0 if units == "msec" else 1.0)
@@ -118,7 +129,8 @@ def bold_tr(path: Path, tolerance: float) -> tuple[float, int]:
     if sidecar.is_file():
         sidecar_tr = json.loads(sidecar.read_text()).get("RepetitionTime")
         if sidecar_tr is not None and abs(float(sidecar_tr) - tr) > tolerance:
-            raise InputError(f"TR mismatch: {path} header says {tr:g} s but {sidecar} RepetitionTime is {sidecar_tr:g} s")
+            raise InputError(f"TR mismatch: {path} header says {tr:g} s but {sidecar} RepetitionTime is {sidecar_tr:g} s; "
+                             "correct whichever is wrong (the header's pixdim[4] or the sidecar)")
         if sidecar_tr is not None:
             tr = float(sidecar_tr)
     if not tr > 0:
@@ -238,6 +250,7 @@ def load_bids(args: argparse.Namespace) -> None:
 
     # pass 1: masked raw BOLD into a scratch file, find NaN / constant voxels
     valid = np.ones(int(mask.sum()), bool)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # the scratch folder lives beside the output
     with tempfile.TemporaryDirectory(prefix=".load-fmri-", dir=Path(args.out).parent) as scratch_dir, \
             h5py.File(Path(scratch_dir) / "raw.h5", "w") as scratch:
         n_nonfinite = n_constant = 0
@@ -262,7 +275,8 @@ def load_bids(args: argparse.Namespace) -> None:
         rois = roi_labels(args, mask_img, args.space)
 
         roi_files = [p for p in (args.atlas, args.spheres) if p is not None]
-        attrs = provenance("load-fmri", args, [args.stimulus, *roi_files], simulated=simulated, tr=tr, dataset_kind="bids",
+        run_files = dict.fromkeys(p for r in all_runs for p in (r.bold, r.mask, r.events) if p is not None)
+        attrs = provenance("load-fmri", args, [args.stimulus, *roi_files, *run_files], simulated=simulated, tr=tr, dataset_kind="bids",
                            subjects=[f"sub-{s}" for s in subjects] + (["average"] if args.group_average else []),
                            runs=runs, n_dropped_voxels=n_dropped, n_voxels=len(columns), confounds=strategies or ["none"],
                            mask_note="intersection of all runs' brain masks, minus NaN/constant voxels")

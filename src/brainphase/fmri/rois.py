@@ -20,7 +20,11 @@ def _image_space(path: Path) -> str | None:
 
 
 def on_grid(image, path: Path, reference, reference_path: Path, space: str, interpolation: str = "nearest"):
-    """Return ``image`` on the reference grid; resample (with a warning) if the space matches, else error."""
+    """Return ``image`` on the reference grid; resample (with a warning) if the space matches, else error.
+
+    An image with the reference's grid size but another affine is refused, not resampled: the same
+    voxel grid placed elsewhere means one of the two headers is wrong.
+    """
     from nilearn.image import resample_to_img  # noqa: PLC0415
 
     if image.shape[:3] == reference.shape[:3] and np.allclose(image.affine, reference.affine, atol=1e-4):
@@ -29,6 +33,10 @@ def on_grid(image, path: Path, reference, reference_path: Path, space: str, inte
     if image_space is not None and image_space != space:
         raise InputError(f"{path}: space {image_space!r} differs from the BOLD space {space!r} ({reference_path}); "
                          "give an image in the same space")
+    if image.shape[:3] == reference.shape[:3] and not np.allclose(image.affine, reference.affine, atol=1e-3):
+        raise InputError(f"{path}: same grid size {image.shape[:3]} as {reference_path} but a different affine "
+                         f"(max difference {np.abs(image.affine - reference.affine).max():.3g}), so one of the two "
+                         "headers is wrong; fix the affine (or resample the image onto the BOLD grid yourself)")
     log.warning("%s: shape %s / affine differ from %s %s; resampled (%s) to the BOLD grid", path, image.shape[:3],
                 reference_path, reference.shape[:3], interpolation)
     return resample_to_img(image, reference, interpolation=interpolation, force_resample=True, copy_header=True)

@@ -248,7 +248,7 @@ def load_checkpoint(source: str | os.PathLike, revision: str | None = None, devi
     if len(tokenizer) > vocab_size:
         raise InputError(
             f"{folder}: the tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab_size}; "
-            "the tokenizer does not belong to this model"
+            "the tokenizer does not belong to this model; put the tokenizer the model was trained with in this folder"
         )
     meta = _read_meta(folder) if local else {}
     step, tokens = infer_revision(revision) if revision else (None, None)

@@ -1,0 +1,271 @@
+"""``brainphase plan``: what a workflow config will run and cost, before anything runs.
+
+Reads the config file(s) the way the Snakefile does (:func:`brainphase.config.check_config`
+fills the schema defaults, :func:`brainphase.config.plan_models` expands the (model, seed,
+step) grid; no Snakemake, no network) and prints
+
+* the jobs per rule, exactly as ``snakemake -n`` counts them (tests/test_plan.py compares);
+* GPU hours of the ``measure`` jobs (the only jobs that load weights)::
+
+      hours = sum over checkpoints of (2 * n_params * tokens / throughput + weight_bytes / load_rate) / 3600
+      tokens = n_words * context_tokens          (one sliding window per word, an upper bound)
+             + task_tokens                        (task suite files / 4 bytes per token, + tasks.max_tokens
+                                                   of held-out text when a model gets one)
+
+  ``2 * n_params`` FLOPs per token is the forward pass of a dense transformer (Kaplan et al.
+  2020, "Scaling laws", C_forward ~ 2N), attention over the context left out;
+* disk of the activation files: ``n_words * (n_layers + 1) * d_model * bytes`` per checkpoint
+  (embeddings + every block, ``extract.storage_dtype``), their total, and the peak: the total
+  when the activations are kept, else the activations of ``--jobs`` checkpoints in flight
+  (``extract.keep: false``, when the config schema has it).
+
+Model shapes come from :data:`PYTHIA_SHAPES` (Pythia suite, public constants), from the
+``train`` section of models trained here, or from the ``config.json`` of a local checkpoint
+folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+from brainphase.errors import InputError
+
+#: Pythia sizes: (n_layers, d_model, total parameters). Source: Biderman et al. 2023, "Pythia: A
+#: Suite for Analyzing Large Language Models", Table 1, and the ``config.json``
+#: (``num_hidden_layers``, ``hidden_size``) of the ``EleutherAI/pythia-{size}`` repositories; the
+#: PolyPythias seeds (``-seed{N}``) and ``-deduped`` runs share the shape of their size.
+PYTHIA_SHAPES: dict[str, tuple[int, int, int]] = {
+    "14m": (6, 128, 14_067_712),
+    "31m": (6, 256, 30_494_720),
+    "70m": (6, 512, 70_426_624),
+    "160m": (12, 768, 162_322_944),
+    "410m": (24, 1024, 405_334_016),
+    "1b": (16, 2048, 1_011_781_632),
+    "1.4b": (24, 2048, 1_414_647_808),
+    "2.8b": (32, 2560, 2_775_208_960),
+    "6.9b": (32, 4096, 6_857_302_016),
+    "12b": (36, 5120, 11_846_072_320),
+}
+_PYTHIA_ID = re.compile(r"(?:^|/)pythia-(?P<size>\d+(?:\.\d+)?[mb])(?:-deduped)?(?:-seed\d+)?$")
+
+#: Bytes per stored activation value, by ``extract.storage_dtype``.
+DTYPE_BYTES = {"float32": 4, "float16": 2}
+#: Bytes per weight of a downloaded checkpoint (Pythia revisions are float16 safetensors).
+WEIGHT_BYTES = 2
+#: English BPE text: about 4 bytes per token (used for the task-suite files only).
+BYTES_PER_TOKEN = 4
+#: Built-in task suite (the files ``brainphase measure`` scores for every decoder model).
+BUILTIN_SUITE = Path(__file__).resolve().parent / "tasks" / "suite"
+#: Options of this command (not config keys: they describe the machine, not the analysis).
+DEFAULT_TFLOPS = 400.0
+DEFAULT_LOAD_GBPS = 1.0
+DEFAULT_JOBS = 16
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Shape of one model: ``n_layers`` blocks of width ``d_model``, ``n_params`` weights."""
+
+    n_layers: int
+    d_model: int
+    n_params: int
+
+
+def load_config(config_files: list[str | os.PathLike]) -> dict:
+    """Merge YAML config files (later ones override, nested maps merged, as Snakemake does),
+    validate and fill the schema's defaults."""
+    from brainphase.config import check_config
+
+    merged: dict = {}
+    for path in config_files:
+        if not Path(path).is_file():
+            raise InputError(f"config file {path} does not exist; pass --configfile PATH of a workflow config")
+        with open(path) as handle:
+            loaded = yaml.safe_load(handle) or {}
+        if not isinstance(loaded, dict):
+            raise InputError(f"{path}: a config file must hold a YAML mapping, got {type(loaded).__name__}")
+        _merge(merged, loaded)
+    return check_config(merged, [str(p) for p in config_files])
+
+
+def _merge(base: dict, update: Mapping) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def job_counts(config: Mapping, plans: Mapping) -> Counter:
+    """Jobs per rule of the workflow (``snakemake -n``'s "Job stats"), from the config alone.
+
+    Mirrors the inputs of rules/*.smk: one ``measure``, ``encode`` and ``internal`` job per
+    (model, seed, step); ``train`` per (model, seed) of trained models; ``aggregate``,
+    ``phases``, ``figures`` per model; ``load_fmri`` once; ``simulate`` for simulated fMRI;
+    ``corpus`` when some rule reads ``results/corpus`` (no ``corpus.stimulus`` given, simulated
+    fMRI, or a model trained here); ``all`` once.
+    """
+    kind = config["fmri"]["kind"]
+    n_checkpoints = sum(len(steps) for plan in plans.values() for steps in plan.steps.values())
+    trained = [plan for plan in plans.values() if plan.trained]
+    needs_corpus = (kind != "sentences" and not config["corpus"].get("stimulus")) or kind == "simulated" or bool(trained)
+    counts = Counter({"measure": n_checkpoints, "encode": n_checkpoints, "internal": n_checkpoints,
+                      "aggregate": len(plans), "phases": len(plans), "figures": len(plans), "load_fmri": 1, "all": 1})
+    counts["train"] = sum(len(plan.seeds) for plan in trained)
+    counts["simulate"] = int(kind == "simulated")
+    counts["corpus"] = int(needs_corpus)
+    return Counter({rule: n for rule, n in counts.items() if n})
+
+
+def model_shape(config: Mapping, name: str, source: str) -> ModelShape:
+    """Shape of model ``name`` (one seed's checkpoint ``source``).
+
+    Raises
+    ------
+    InputError
+        For a Hub model outside :data:`PYTHIA_SHAPES` and no local ``config.json``.
+    """
+    entry = config["models"][name]
+    if entry["kind"] == "train":
+        train = entry["train"]
+        n_layers, d_model, vocab = train["n_layers"], train["d_model"], train["vocab_size"]
+        # GPT-NeoX block: 4 d^2 attention + 8 d^2 MLP; untied input and output embeddings
+        return ModelShape(n_layers, d_model, 12 * n_layers * d_model**2 + 2 * vocab * d_model)
+    match = _PYTHIA_ID.search(str(source).rstrip("/"))
+    if match and match["size"] in PYTHIA_SHAPES:
+        return ModelShape(*PYTHIA_SHAPES[match["size"]])
+    config_json = Path(os.path.expanduser(str(source))) / "config.json"
+    if config_json.is_file():
+        hf = json.loads(config_json.read_text())
+        n_layers, d_model = int(hf["num_hidden_layers"]), int(hf["hidden_size"])
+        vocab = int(hf.get("vocab_size", 0))
+        ffn = int(hf.get("intermediate_size", 4 * d_model))
+        return ModelShape(n_layers, d_model, n_layers * (4 * d_model**2 + 2 * d_model * ffn) + 2 * vocab * d_model)
+    raise InputError(f"config models.{name}: no shape known for {source!r}; brainphase plan knows the Pythia sizes "
+                     f"({', '.join(PYTHIA_SHAPES)}) and local checkpoint folders with config.json")
+
+
+def count_words(config: Mapping, n_words: int | None) -> int:
+    """Stimulus words: ``n_words`` if given, else the rows of the ``corpus.stimulus`` word TSV."""
+    if n_words is not None:
+        return int(n_words)
+    stimulus = config["corpus"].get("stimulus")
+    if stimulus and Path(stimulus).is_file():
+        with open(stimulus, encoding="utf-8") as handle:
+            return max(sum(1 for line in handle if line.strip()) - 1, 0)
+    raise InputError(f"the stimulus word count is unknown (corpus.stimulus {stimulus or 'not set'} is not a word TSV "
+                     "that exists); pass --n-words N")
+
+
+def task_tokens(config: Mapping, gets_text: bool) -> int:
+    """Tokens the task suite feeds one checkpoint (files / :data:`BYTES_PER_TOKEN`, + held-out text)."""
+    folders = [BUILTIN_SUITE] + [Path(p) for p in config["tasks"]["suite"]]
+    n_bytes = sum(f.stat().st_size for folder in folders if folder.is_dir()
+                  for f in folder.iterdir() if f.suffix in (".jsonl", ".json", ".txt"))
+    return n_bytes // BYTES_PER_TOKEN + (config["tasks"]["max_tokens"] if gets_text else 0)
+
+
+def estimate(config: Mapping, plans: Mapping, n_words: int, tflops: float = DEFAULT_TFLOPS,
+             load_gbps: float = DEFAULT_LOAD_GBPS, jobs: int = DEFAULT_JOBS) -> dict:
+    """GPU hours and disk of a run (formulas in the module docstring).
+
+    Returns
+    -------
+    dict
+        ``models``: per model, ``checkpoints``, ``shape``, ``gpu_hours``, ``activation_bytes``
+        (one checkpoint) and ``weight_bytes`` (one checkpoint); totals ``gpu_hours``,
+        ``activation_bytes_total``, ``activation_bytes_peak`` and ``keep`` (activations kept).
+    """
+    context = config["extract"]["context_tokens"]
+    value_bytes = DTYPE_BYTES[config["extract"]["storage_dtype"]]
+    keep = bool(config["extract"].get("keep", True))
+    models, per_checkpoint = {}, []
+    for name, plan in plans.items():
+        n_checkpoints = sum(len(steps) for steps in plan.steps.values())
+        first = plan.source[next(iter(plan.source))]
+        shape = model_shape(config, name, first)
+        gets_text = bool(config["tasks"].get("text")) or plan.trained
+        tokens = n_words * context + task_tokens(config, gets_text)
+        seconds = 2 * shape.n_params * tokens / (tflops * 1e12) + shape.n_params * WEIGHT_BYTES / (load_gbps * 1e9)
+        activation_bytes = n_words * (shape.n_layers + 1) * shape.d_model * value_bytes
+        models[name] = {"checkpoints": n_checkpoints, "shape": shape, "tokens": tokens,
+                        "gpu_hours": n_checkpoints * seconds / 3600, "activation_bytes": activation_bytes,
+                        "weight_bytes": shape.n_params * WEIGHT_BYTES}
+        per_checkpoint += [activation_bytes] * n_checkpoints
+    total = sum(per_checkpoint)
+    peak = total if keep else sum(sorted(per_checkpoint, reverse=True)[:jobs])
+    return {"models": models, "gpu_hours": sum(m["gpu_hours"] for m in models.values()),
+            "activation_bytes_total": total, "activation_bytes_peak": peak, "keep": keep}
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``: binary units up to PiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def plan_text(config: Mapping, plans: Mapping, counts: Counter, est: dict | None, tflops: float,
+              load_gbps: float, jobs: int) -> str:
+    """The report ``brainphase plan`` prints."""
+    lines = [f"results: {config['results']}", "", "jobs per rule (as snakemake -n counts them):"]
+    order = ["corpus", "simulate", "load_fmri", "train", "measure", "internal", "encode", "aggregate", "phases",
+             "figures", "all"]
+    lines += [f"  {rule:<10} {counts[rule]:>8,}" for rule in order if counts.get(rule)]
+    lines.append(f"  {'total':<10} {sum(counts.values()):>8,}")
+    if est is None:
+        return "\n".join(lines)
+    lines += ["", f"GPU (measure jobs; {tflops:g} TFLOP/s sustained, weights read at {load_gbps:g} GB/s):",
+              f"  {'model':<16}{'ckpts':>7}{'layers':>7}{'d_model':>8}{'params':>9}{'tokens/ckpt':>12}"
+              f"{'GPU h':>9}{'act/ckpt':>11}{'weights/ckpt':>13}"]
+    for name, m in est["models"].items():
+        s = m["shape"]
+        lines.append(f"  {name:<16}{m['checkpoints']:>7,}{s.n_layers:>7}{s.d_model:>8}{s.n_params / 1e9:>8.2f}B"
+                     f"{m['tokens']:>12,}{m['gpu_hours']:>9.1f}{human_bytes(m['activation_bytes']):>11}"
+                     f"{human_bytes(m['weight_bytes']):>13}")
+    n_checkpoints = sum(m["checkpoints"] for m in est["models"].values())
+    weights = sum(m["checkpoints"] * m["weight_bytes"] for m in est["models"].values())
+    lines += [f"  total: {n_checkpoints:,} checkpoints, {est['gpu_hours']:,.1f} GPU hours",
+              "", "disk (activations = words x (layers + 1) x d_model x bytes per value):",
+              f"  activations, all checkpoints: {human_bytes(est['activation_bytes_total'])}",
+              f"  activations, peak:            {human_bytes(est['activation_bytes_peak'])}"
+              + ("  (kept: extract.keep is true)" if est["keep"] else f"  ({jobs} checkpoints in flight)"),
+              f"  checkpoint weights, if every revision stays in the HF cache: {human_bytes(weights)}"]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``brainphase plan``."""
+    parser.add_argument("--configfile", nargs="+", required=True, help="workflow config file(s), merged in order")
+    parser.add_argument("--n-words", type=int, help="stimulus words (default: rows of the corpus.stimulus word TSV)")
+    parser.add_argument("--tflops", type=float, default=DEFAULT_TFLOPS,
+                        help="sustained forward throughput of one GPU in TFLOP/s (H100 bf16 at ~40%% utilisation)")
+    parser.add_argument("--load-gbps", type=float, default=DEFAULT_LOAD_GBPS, help="weight loading rate, GB/s")
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="measure jobs in flight (peak disk without keep)")
+    parser.add_argument("--jobs-only", action="store_true", help="print the job counts only (no stimulus needed)")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run ``brainphase plan``."""
+    from brainphase.config import plan_models
+
+    if args.tflops <= 0 or args.load_gbps <= 0 or args.jobs < 1:
+        raise InputError("--tflops and --load-gbps must be > 0 and --jobs >= 1")
+    config = load_config(args.configfile)
+    plans = plan_models(config, config["results"])
+    counts = job_counts(config, plans)
+    est = None if args.jobs_only else estimate(config, plans, count_words(config, args.n_words), args.tflops,
+                                               args.load_gbps, args.jobs)
+    print(plan_text(config, plans, counts, est, args.tflops, args.load_gbps, args.jobs))

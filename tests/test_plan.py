@@ -1,0 +1,145 @@
+"""brainphase plan: job counts equal snakemake's dry run, disk and GPU formulas on known cases."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brainphase import plan
+from brainphase.cli import main as cli_main
+from brainphase.config import plan_models
+from brainphase.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Public vocabulary sizes of the Pythia checkpoints (``vocab_size`` in their config.json)
+PYTHIA_VOCAB = {"14m": 50304, "31m": 50304, "70m": 50304, "160m": 50304, "410m": 50304, "1b": 50304,
+                "1.4b": 50304, "2.8b": 50304, "6.9b": 50432, "12b": 50688}
+
+
+def dry_run_counts(configfiles: list[Path], workdir: Path) -> dict[str, int]:
+    """Job counts per rule from ``snakemake -n`` ("Job stats" table)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "-s", str(ROOT / "Snakefile"),
+         "-d", str(workdir), "--configfile", *map(str, configfiles)],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout.split("Job stats:")[1]
+    counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    assert counts.pop("total") == sum(counts.values())
+    return counts
+
+
+def pretrained_config(tmp_path: Path) -> Path:
+    """Two Pythia sizes, seeds and steps by the Pythia naming rule, a BIDS root and word TSV that exist."""
+    (tmp_path / "bids").mkdir()
+    words = tmp_path / "words.tsv"
+    words.write_text("run\tword_index\tword\tonset\toffset\n" + "".join(f"r1\t{i}\tw{i}\t{i}.0\t{i}.5\n" for i in range(40)))
+    config = {
+        "results": str(tmp_path / "results"),
+        "corpus": {"source": "shakespeare", "stimulus": str(words)},
+        "models": {
+            "pythia-70m": {"kind": "pretrained", "convention": "pythia", "seeds": [0, 1, 2],
+                           "source": {0: "EleutherAI/pythia-70m", 1: "EleutherAI/pythia-70m-seed1",
+                                      2: "EleutherAI/pythia-70m-seed2"},
+                           "steps": [0, 1, 512, 143000], "tokens_per_step": 2097152},
+            "pythia-1.4b": {"kind": "pretrained", "convention": "pythia", "seeds": [0],
+                            "source": "EleutherAI/pythia-1.4b", "steps": [0, 1000], "tokens_per_step": 2097152},
+        },
+        "fmri": {"kind": "bids", "root": str(tmp_path / "bids"), "task": "pieman"},
+        "extract": {"storage_dtype": "float16"},
+    }
+    path = tmp_path / "pretrained.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_counts_equal_dry_run_pretrained(tmp_path):
+    path = pretrained_config(tmp_path)
+    config = plan.load_config([path])
+    counts = plan.job_counts(config, plan_models(config, config["results"]))
+    assert counts["measure"] == 3 * 4 + 2
+    assert dict(counts) == dry_run_counts([path], tmp_path / "work")
+
+
+def test_counts_equal_dry_run_demo(tmp_path):
+    """The embedded demo: trained models, simulated fMRI, the corpus rule."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"results": str(tmp_path / "results")}))
+    files = [ROOT / "config" / "config.yaml", overlay]
+    config = plan.load_config(files)
+    counts = plan.job_counts(config, plan_models(config, config["results"]))
+    assert counts["train"] >= 1 and counts["simulate"] == 1 and counts["corpus"] == 1
+    assert dict(counts) == dry_run_counts(files, tmp_path / "work")
+
+
+@pytest.mark.parametrize("size", list(plan.PYTHIA_SHAPES))
+def test_pythia_parameter_counts(size):
+    """Table entries equal GPT-NeoX's exact count: untied embeddings 2Vd, per block 12d^2 + 13d
+    (weights and biases of QKV, output, MLP, two layer norms), final layer norm 2d."""
+    n_layers, d_model, n_params = plan.PYTHIA_SHAPES[size]
+    vocab = PYTHIA_VOCAB[size]
+    assert n_params == 2 * vocab * d_model + n_layers * (12 * d_model**2 + 13 * d_model) + 2 * d_model
+
+
+def test_shape_from_source_names():
+    config = {"models": {"m": {"kind": "pretrained"}}}
+    assert plan.model_shape(config, "m", "EleutherAI/pythia-6.9b-seed3") == plan.ModelShape(*plan.PYTHIA_SHAPES["6.9b"])
+    assert plan.model_shape(config, "m", "EleutherAI/pythia-410m-deduped").d_model == 1024
+    with pytest.raises(InputError, match="no shape known"):
+        plan.model_shape(config, "m", "gpt2")
+
+
+@pytest.mark.slow  # importing torch and transformers: ~30 s on a busy 2-core machine
+def test_trained_shape_matches_gpt_neox():
+    """The demo model's parameter estimate (12 L d^2 + 2 V d) is within 2 % of the real model."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    train = {"n_layers": 4, "d_model": 64, "n_heads": 4, "vocab_size": 2048}
+    shape = plan.model_shape({"models": {"m": {"kind": "train", "train": train}}}, "m", "unused")
+    model = transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(
+        vocab_size=2048, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256))
+    real = sum(p.numel() for p in model.parameters())
+    assert shape.n_params == pytest.approx(real, rel=0.02)
+
+
+def test_disk_and_gpu_hours_known_case(tmp_path):
+    """70m: 6 blocks of width 512, 40 words, float16: 40 x 7 x 512 x 2 bytes per checkpoint."""
+    config = plan.load_config([pretrained_config(tmp_path)])
+    plans = plan_models(config, config["results"])
+    est = plan.estimate(config, plans, plan.count_words(config, None), tflops=100.0, load_gbps=2.0, jobs=3)
+    small, large = est["models"]["pythia-70m"], est["models"]["pythia-1.4b"]
+    assert small["activation_bytes"] == 40 * 7 * 512 * 2
+    assert large["activation_bytes"] == 40 * 25 * 2048 * 2
+    assert est["activation_bytes_total"] == 12 * 40 * 7 * 512 * 2 + 2 * 40 * 25 * 2048 * 2
+    assert est["activation_bytes_peak"] == est["activation_bytes_total"]  # kept (no extract.keep: false)
+    tokens = 40 * config["extract"]["context_tokens"] + plan.task_tokens(config, gets_text=False)
+    assert small["tokens"] == tokens
+    seconds = 2 * 70_426_624 * tokens / 100e12 + 70_426_624 * 2 / 2e9
+    assert small["gpu_hours"] == pytest.approx(12 * seconds / 3600, rel=1e-12)
+
+
+def test_peak_without_keep(tmp_path):
+    config = plan.load_config([pretrained_config(tmp_path)])
+    config["extract"]["keep"] = False
+    est = plan.estimate(config, plan_models(config, config["results"]), 40, jobs=3)
+    # the three largest checkpoints in flight: both of pythia-1.4b, one of pythia-70m
+    assert est["activation_bytes_peak"] == 2 * 40 * 25 * 2048 * 2 + 40 * 7 * 512 * 2
+
+
+def test_cli_cluster_config(capsys):
+    """The 12,320-checkpoint config plans offline: 8 sizes x 10 seeds x 154 steps."""
+    code = cli_main(["plan", "--configfile", str(ROOT / "config" / "cluster_scale.yaml"), "--n-words", "1000"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert re.search(r"measure\s+12,320", out) and "12,320 checkpoints" in out
+
+
+def test_cli_needs_word_count(capsys):
+    code = cli_main(["plan", "--configfile", str(ROOT / "config" / "cluster_scale.yaml")])
+    assert code == 2 and "--n-words" in capsys.readouterr().err

@@ -1,0 +1,119 @@
+"""Kill -9 the workflow during `measure` (extraction) and during `encode`; `snakemake --rerun-incomplete`
+then finishes with outputs bitwise identical to an uninterrupted run (issue 14, "Faults")."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from test_workflow import REPO, TINY, snakemake
+
+ACTIVATIONS = "results/activations/tiny/seed1/step40.h5"
+TASKS = "results/tasks/tiny/seed1/step40.h5"
+SCORES = "results/scores/tiny/seed1/step40.h5"
+MEASURE_LOG = "results/logs/measure/tiny_seed1_step40.log"
+ENCODE_LOG = "results/logs/encode/tiny_seed1_step40.log"
+#: provenance attributes that legitimately differ between two runs of the same job (and input_sha256
+#: values of HDF5 inputs, whose bytes hold their own created_utc; its paths are compared)
+VOLATILE_ATTRS = {"created_utc", "working_dir"}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids of every descendant of ``pid`` (from /proc; Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _run_and_kill(workdir: Path, target: str, log: str, temp_dir: str, timeout: float = 300) -> str:
+    """Start snakemake for ``target``; once the job's log has content or a temporary output
+    appears in ``temp_dir``, SIGKILL snakemake and every process under it. Returns what was seen."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(workdir / "config.yaml"), "--cores", "1", target]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                               start_new_session=True)
+    deadline, seen = time.monotonic() + timeout, ""
+    while not seen:
+        assert process.poll() is None, f"snakemake finished before the job could be killed (exit {process.returncode})"
+        assert time.monotonic() < deadline, "the job never started"
+        if any(p.name.startswith(".") and p.name.endswith(".tmp.h5") for p in (workdir / temp_dir).glob(".*")):
+            seen = "temporary output"
+        elif (workdir / log).is_file() and (workdir / log).stat().st_size > 0:
+            seen = "log"
+        time.sleep(0.005)
+    for pid in [process.pid, *_descendants(process.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(timeout=30)
+    return seen
+
+
+def _contents(path: Path) -> dict:
+    """Every dataset (dtype, shape, bytes) and every attribute except the volatile ones."""
+    found = {}
+    with h5py.File(path, "r") as handle:
+        def visit(name, obj):
+            attrs = {k: str(v) for k, v in obj.attrs.items() if k not in VOLATILE_ATTRS}
+            if "input_sha256" in attrs:  # an HDF5 input's bytes include its created_utc: compare the paths
+                attrs["input_sha256"] = sorted(json.loads(attrs["input_sha256"]))
+            if isinstance(obj, h5py.Dataset):
+                data = np.asarray(obj[()])  # strings come as an object array: compare the values
+                payload = repr(data.tolist()) if data.dtype == object else data.tobytes()
+                found[name] = (str(obj.dtype), obj.shape, payload, attrs)
+            else:
+                found[name] = attrs
+        visit("/", handle)
+        handle.visititems(visit)
+    return found
+
+
+@pytest.mark.slow
+def test_killed_measure_and_encode_resume_to_identical_outputs(tmp_path):
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    result = snakemake(reference, "--cores", "1", SCORES, config=TINY)
+    assert result.returncode == 0, result.stderr[-4000:]
+    killed = tmp_path / "killed"
+    shutil.copytree(reference, killed, symlinks=True)  # keeps mtimes: only the removed outputs are rebuilt
+    for name in (ACTIVATIONS, TASKS, SCORES, MEASURE_LOG, ENCODE_LOG):
+        (killed / name).unlink()
+
+    seen = {}
+    for target, log, temp_dir in ((ACTIVATIONS, MEASURE_LOG, "results/activations/tiny/seed1"),  # extraction
+                                  (SCORES, ENCODE_LOG, "results/scores/tiny/seed1")):  # then encoding
+        seen[target] = _run_and_kill(killed, target, log, temp_dir)
+        assert not (killed / target).exists(), f"killed at {seen[target]}: a partial {target} was left in place"
+        assert snakemake(killed, "--unlock", config=TINY).returncode == 0
+        result = snakemake(killed, "--cores", "1", "--rerun-incomplete", target, config=TINY)
+        assert result.returncode == 0, result.stderr[-4000:]
+    print("killed when seen:", seen)
+
+    for name in (ACTIVATIONS, TASKS, SCORES):
+        expected, resumed = _contents(reference / name), _contents(killed / name)
+        assert resumed.keys() == expected.keys(), name
+        for key in expected:
+            assert resumed[key] == expected[key], f"{name}:{key} differs after the resumed run"

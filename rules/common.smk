@@ -1,5 +1,6 @@
 # Shared set-up: config validation, the (model, seed, step) plan, input functions.
 import os
+import re
 import sys
 
 from brainphase.config import check_config, cli_options, plan_models
@@ -34,7 +35,7 @@ FIGURES = ["alignment", "layers", "tasks", "alignment_tasks", "internal", "rois"
 
 
 wildcard_constraints:
-    model="|".join(PLANS),
+    model="|".join(re.escape(name) for name in PLANS),  # names such as pythia-1.4b hold regex characters
     seed=r"\d+",
     step=r"-1|\d+",  # -1: a single checkpoint of unknown training step
 

@@ -241,7 +241,7 @@ def plan_text(config: Mapping, plans: Mapping, counts: Counter, est: dict | None
               "", "disk (activations = words x (layers + 1) x d_model x bytes per value):",
               f"  activations, all checkpoints: {human_bytes(est['activation_bytes_total'])}",
               f"  activations, peak:            {human_bytes(est['activation_bytes_peak'])}"
-              + ("  (kept: extract.keep is true)" if est["keep"] else f"  ({jobs} checkpoints in flight)"),
+              + ("  (every activation file is kept)" if est["keep"] else f"  ({jobs} checkpoints in flight)"),
               f"  checkpoint weights, if every revision stays in the HF cache: {human_bytes(weights)}"]
     return "\n".join(lines)
 

@@ -208,6 +208,11 @@ def estimate(config: Mapping, plans: Mapping, n_words: int, tflops: float = DEFA
             "activation_bytes_total": total, "activation_bytes_peak": peak, "keep": keep}
 
 
+def _count(n: int) -> str:
+    """``70426624`` -> ``'70.4M'``, ``1414647808`` -> ``'1.41B'``."""
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
+
+
 def human_bytes(n: float) -> str:
     """``1536`` -> ``'1.5 KiB'``: binary units up to PiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -232,8 +237,8 @@ def plan_text(config: Mapping, plans: Mapping, counts: Counter, est: dict | None
               f"{'GPU h':>9}{'act/ckpt':>11}{'weights/ckpt':>13}"]
     for name, m in est["models"].items():
         s = m["shape"]
-        lines.append(f"  {name:<16}{m['checkpoints']:>7,}{s.n_layers:>7}{s.d_model:>8}{s.n_params / 1e9:>8.2f}B"
-                     f"{m['tokens']:>12,}{m['gpu_hours']:>9.1f}{human_bytes(m['activation_bytes']):>11}"
+        lines.append(f"  {name:<16}{m['checkpoints']:>7,}{s.n_layers:>7}{s.d_model:>8}{_count(s.n_params):>9}"
+                     f"{m['tokens']:>12,}{m['gpu_hours']:>9.2f}{human_bytes(m['activation_bytes']):>11}"
                      f"{human_bytes(m['weight_bytes']):>13}")
     n_checkpoints = sum(m["checkpoints"] for m in est["models"].values())
     weights = sum(m["checkpoints"] * m["weight_bytes"] for m in est["models"].values())

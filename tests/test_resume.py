@@ -13,7 +13,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from test_workflow import REPO, TINY, snakemake
 
 ACTIVATIONS = "results/activations/tiny/seed1/step40.h5"
@@ -45,23 +44,19 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _run_and_kill(workdir: Path, target: str, log: str, temp_dir: str, timeout: float = 300) -> str:
-    """Start snakemake for ``target``; once the job's log has content or a temporary output
-    appears in ``temp_dir``, SIGKILL snakemake and every process under it. Returns what was seen."""
+def _run_and_kill(workdir: Path, target: str, log: str, kill_at: str, timeout: float = 300) -> None:
+    """Start snakemake for ``target``; once the job's log contains ``kill_at`` (the job is
+    mid-way), SIGKILL snakemake and every process under it."""
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
                "--configfile", str(workdir / "config.yaml"), "--cores", "1", target]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                start_new_session=True)
-    deadline, seen = time.monotonic() + timeout, ""
-    while not seen:
-        assert process.poll() is None, f"snakemake finished before the job could be killed (exit {process.returncode})"
-        assert time.monotonic() < deadline, "the job never started"
-        if any(p.name.startswith(".") and p.name.endswith(".tmp.h5") for p in (workdir / temp_dir).glob(".*")):
-            seen = "temporary output"
-        elif (workdir / log).is_file() and (workdir / log).stat().st_size > 0:
-            seen = "log"
+    deadline = time.monotonic() + timeout
+    while not ((workdir / log).is_file() and kill_at in (workdir / log).read_text(errors="replace")):
+        assert process.poll() is None, f"snakemake finished before {kill_at!r} was logged (exit {process.returncode})"
+        assert time.monotonic() < deadline, f"{kill_at!r} never appeared in {log}"
         time.sleep(0.005)
     for pid in [process.pid, *_descendants(process.pid)]:
         try:
@@ -69,7 +64,14 @@ def _run_and_kill(workdir: Path, target: str, log: str, temp_dir: str, timeout: 
         except ProcessLookupError:
             pass
     process.wait(timeout=30)
-    return seen
+
+
+def _resume(workdir: Path, target: str, rerun: str) -> None:
+    """`snakemake --unlock`, then `--rerun-incomplete` up to ``target``, which must rerun job ``rerun``."""
+    assert snakemake(workdir, "--unlock", config=TINY).returncode == 0
+    result = snakemake(workdir, "--cores", "1", "--rerun-incomplete", target, config=TINY)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"rule {rerun}:" in result.stdout + result.stderr, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 def _contents(path: Path) -> dict:
@@ -102,15 +104,14 @@ def test_killed_measure_and_encode_resume_to_identical_outputs(tmp_path):
     for name in (ACTIVATIONS, TASKS, SCORES, MEASURE_LOG, ENCODE_LOG):
         (killed / name).unlink()
 
-    seen = {}
-    for target, log, temp_dir in ((ACTIVATIONS, MEASURE_LOG, "results/activations/tiny/seed1"),  # extraction
-                                  (SCORES, ENCODE_LOG, "results/scores/tiny/seed1")):  # then encoding
-        seen[target] = _run_and_kill(killed, target, log, temp_dir)
-        assert not (killed / target).exists(), f"killed at {seen[target]}: a partial {target} was left in place"
-        assert snakemake(killed, "--unlock", config=TINY).returncode == 0
-        result = snakemake(killed, "--cores", "1", "--rerun-incomplete", target, config=TINY)
-        assert result.returncode == 0, result.stderr[-4000:]
-    print("killed when seen:", seen)
+    # measure: killed after the activations were written, before the task metrics (an incomplete job)
+    _run_and_kill(killed, ACTIVATIONS, MEASURE_LOG, kill_at="INFO brainphase.tasks")
+    assert (killed / ACTIVATIONS).is_file() and not (killed / TASKS).exists()
+    _resume(killed, ACTIVATIONS, rerun="measure")
+    # encode: killed while fitting, before the scores file exists
+    _run_and_kill(killed, SCORES, ENCODE_LOG, kill_at="INFO brainphase.encoding")
+    assert not (killed / SCORES).exists()
+    _resume(killed, SCORES, rerun="encode")
 
     for name in (ACTIVATIONS, TASKS, SCORES):
         expected, resumed = _contents(reference / name), _contents(killed / name)

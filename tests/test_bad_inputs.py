@@ -88,7 +88,7 @@ def truncated_hdf5(case_dir, small, checkpoint):  # noqa: F811
     act, resp = write_inputs(case_dir)
     data = resp.read_bytes()
     resp.write_bytes(data[: len(data) // 2])
-    return encode_args(act, resp, case_dir / "out" / "scores.h5"), [resp.name, "not a readable HDF5 file"]
+    return encode_args(act, resp, case_dir / "out" / "scores.h5"), [resp.name, "not a readable HDF5 file", "re-run the step"]
 
 
 def activations_of_another_stimulus(case_dir, small, checkpoint):  # noqa: F811

@@ -227,7 +227,7 @@ def open_h5(path: str | os.PathLike, stage: str | None = None) -> Iterator[h5py.
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
+        raise InputError(f"{path}: not a readable HDF5 file ({exc}); it is truncated or corrupt: delete it and re-run the step that wrote it") from exc
     with handle:
         if stage is not None:
             found = _plain(handle.attrs.get("stage", ""))

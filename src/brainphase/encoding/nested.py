@@ -34,8 +34,8 @@ from brainphase.encoding.ridge import (
     _column_scale,
     _form,
     _ops,
-    _r2_columns,
     _Spectral,
+    _validation_r2,
     _Workspace,
     auto_chunk_size,
 )
@@ -139,13 +139,9 @@ def nested_logo_ridge(estimator: RidgeCV, X: np.ndarray, Y: np.ndarray, groups: 
                 y_val = ops.take_rows(Y_dev, val_i, work.get("val", (len(val_i), width)))
                 if fit_intercept:
                     y_val -= y_mean
-                residual = ops.matmul(hat, projected, work.get("predicted", (hat.shape[0], width)))
-                residual = residual.reshape(n_alphas, len(val_i), width)
-                residual -= y_val[None]
-                residual *= residual
-                r2, constant = _r2_columns(residual.sum(1), y_val)
+                r2, constant = _validation_r2(ops, hat, projected, y_val, n_alphas, work)
                 n_constant += constant
-                scores[outer, :, chunk] += ops.numpy(r2)
+                scores[outer, :, chunk] += r2
         bar.update()
     if n_constant:
         logger.warning("%d (fold, target) pairs had constant validation targets; their R^2 was set to 0", n_constant)

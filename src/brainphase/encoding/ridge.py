@@ -232,13 +232,29 @@ def _column_scale(X_centred):
     return scale + (scale == 0)
 
 
-def _r2_columns(residual_ss, y_val):
-    """R^2 = 1 - SSE / SST per column; columns with SST == 0 score 0. Shapes (..., c), (n, c)."""
+def _validation_r2(ops, hat, projected, y_val, n_alphas: int, work) -> tuple[np.ndarray, int]:
+    """Validation R^2 of every alpha: predictions ``hat @ projected`` against ``y_val``.
+
+    ``hat`` (n_alphas * n_val, k) stacks the validation rows of every alpha, ``projected``
+    (k, c) is ``M^T y_train`` and ``y_val`` (n_val, c) is centred like the training targets.
+    R^2 = 1 - SSE / SST per column; columns with SST == 0 score 0.
+
+    Returns
+    -------
+    r2 : ndarray of shape (n_alphas, c)
+    n_constant : int
+        Number of constant validation columns.
+    """
+    width = y_val.shape[1]
+    residual = ops.matmul(hat, projected, work.get("predicted", (hat.shape[0], width)))
+    residual = residual.reshape(n_alphas, y_val.shape[0], width)
+    residual -= y_val[None]
+    residual *= residual
     centred = y_val - y_val.mean(0)
     total_ss = (centred * centred).sum(0)
     constant = total_ss == 0
     safe = total_ss + constant
-    return 1.0 - residual_ss / safe * (~constant), int(constant.sum())
+    return ops.numpy(1.0 - residual.sum(1) / safe * (~constant)), int(constant.sum())
 
 
 # ---------------------------------------------------------------------------- CV splits
@@ -502,13 +518,9 @@ class RidgeCV(RegressorParams):
                     y_train -= y_mean
                     y_val -= y_mean
                 projected = ops.matmul(M.T, y_train, work.get("projected", (M.shape[1], width)))
-                residual = ops.matmul(hat, projected, work.get("predicted", (hat.shape[0], width)))
-                residual = residual.reshape(n_alphas, len(val_i), width)
-                residual -= y_val[None]
-                residual *= residual
-                r2, constant = _r2_columns(residual.sum(1), y_val)
+                r2, constant = _validation_r2(ops, hat, projected, y_val, n_alphas, work)
                 n_constant += constant
-                scores[:, chunk] += ops.numpy(r2)
+                scores[:, chunk] += r2
             scores[:, chunk] /= len(splits)
             best_alphas[chunk] = alphas[order[np.argmax(scores[order, chunk], axis=0)]]
             # refit this chunk on all samples with each target's alpha

@@ -155,6 +155,25 @@ def train_wordpiece_tokenizer(out_dir: Path):
     return fast
 
 
+def planted_model(vocab_size: int, k: int, a: float, j: int = 5):
+    """A GPT-NeoX whose logits are ``a`` for token ``k`` and 0 for every other token, at every position.
+
+    The final layer norm outputs the unit vector e_j whatever its input; the output embedding
+    maps e_j to ``a`` at row ``k``. The softmax is then known in closed form:
+    p(k) = e^a / (e^a + vocab_size - 1).
+    """
+    import torch
+
+    model = build_model(vocab_size, seed=1)
+    with torch.no_grad():
+        model.gpt_neox.final_layer_norm.weight.zero_()
+        model.gpt_neox.final_layer_norm.bias.zero_()
+        model.gpt_neox.final_layer_norm.bias[j] = 1.0
+        model.get_output_embeddings().weight.zero_()
+        model.get_output_embeddings().weight[k, j] = a
+    return model
+
+
 def build_bert(vocab_size: int, seed: int = 0, max_positions: int = MAX_POSITIONS):
     """A randomly initialised (seeded) BERT masked LM with the test geometry."""
     from transformers import BertConfig, BertForMaskedLM

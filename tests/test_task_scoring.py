@@ -8,7 +8,7 @@ import pytest
 import scipy.special
 import torch
 
-from _models import build_model, train_tokenizer, train_wordpiece_tokenizer
+from _models import build_model, planted_model, train_tokenizer, train_wordpiece_tokenizer
 from brainphase.errors import InputError
 from brainphase.tasks import metrics, scoring
 
@@ -75,14 +75,8 @@ def test_batched_logliks_equal_one_at_a_time_numpy():
 
 def test_planted_model_gives_closed_form_logliks():
     """A model that always predicts token k with logit a (all others 0)."""
-    model = build_model(VOCAB, seed=1)
     k, a, j = 11, 2.5, 5
-    with torch.no_grad():
-        model.gpt_neox.final_layer_norm.weight.zero_()
-        model.gpt_neox.final_layer_norm.bias.zero_()
-        model.gpt_neox.final_layer_norm.bias[j] = 1.0
-        model.get_output_embeddings().weight.zero_()
-        model.get_output_embeddings().weight[k, j] = a
+    model = planted_model(VOCAB, k, a, j)
     z = np.exp(a) + VOCAB - 1
     requests = [scoring.Request((3, 4), (k, k)), scoring.Request((5,), (k, 2, k)), scoring.Request((1, 2, 3), (7,))]
     results = scoring.loglikelihoods(model, requests, batch_size=2)

@@ -6,7 +6,7 @@ import pytest
 import scipy.special
 import torch
 
-from _models import SENTENCES, build_model, tiny_bert_checkpoint, tiny_checkpoint, tiny_tokenizer_dir  # noqa: F401
+from _models import SENTENCES, build_model, planted_model, tiny_bert_checkpoint, tiny_checkpoint, tiny_tokenizer_dir  # noqa: F401
 from brainphase import cli
 from brainphase.io import read_attrs
 from brainphase.tasks import METRICS, evaluate, token_windows
@@ -30,14 +30,8 @@ def test_token_windows():
 
 def test_planted_model_gives_closed_form_metrics():
     """A model that always predicts token k with logit a (all others 0)."""
-    model = build_model(VOCAB, seed=1)
     k, a, j = 11, 3.0, 5
-    with torch.no_grad():
-        model.gpt_neox.final_layer_norm.weight.zero_()
-        model.gpt_neox.final_layer_norm.bias.zero_()
-        model.gpt_neox.final_layer_norm.bias[j] = 1.0
-        model.get_output_embeddings().weight.zero_()
-        model.get_output_embeddings().weight[k, j] = a
+    model = planted_model(VOCAB, k, a, j)
     rng = np.random.default_rng(0)
     windows = [np.where(rng.random(12) < 0.4, k, rng.integers(0, VOCAB, 12)) for _ in range(4)] + [np.array([k, 3, k])]
     targets = np.concatenate([w[1:] for w in windows])

@@ -100,6 +100,18 @@ class BandedRidgeCV(RegressorParams):
         self.dtype = dtype
         self.chunk_size = chunk_size
 
+    def _check_bands(self, X, Y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``X`` (n_samples, sum(band_sizes)) and ``Y`` (n_samples, n_targets) as arrays, and the band
+        of each column of ``X`` (sum(band_sizes),); InputError when the shapes do not fit."""
+        X = np.asarray(X)
+        Y = np.asarray(Y)
+        sizes = [int(s) for s in self.band_sizes]
+        if X.ndim != 2 or X.shape[1] != sum(sizes) or min(sizes, default=0) < 1:
+            raise InputError(f"X has shape {X.shape} but band_sizes {sizes} need {sum(sizes)} columns, each band >= 1")
+        if Y.ndim != 2:
+            raise InputError(f"Y must be 2-D (n_samples, n_targets), got shape {Y.shape}")
+        return X, Y, np.repeat(np.arange(len(sizes)), sizes)
+
     def _grid(self) -> np.ndarray:
         sizes = [int(s) for s in self.band_sizes]
         grid = ratio_grid(DEFAULT_RATIOS) if self.band_weights is None else np.asarray(self.band_weights, float)
@@ -119,15 +131,8 @@ class BandedRidgeCV(RegressorParams):
         groups : ndarray of shape (n_samples,)
             Run label of each sample (see :class:`RidgeCV`).
         """
-        X = np.asarray(X)
-        Y = np.asarray(Y)
-        sizes = [int(s) for s in self.band_sizes]
-        if X.ndim != 2 or X.shape[1] != sum(sizes) or min(sizes, default=0) < 1:
-            raise InputError(f"X has shape {X.shape} but band_sizes {sizes} need {sum(sizes)} columns, each band >= 1")
-        if Y.ndim != 2:
-            raise InputError(f"Y must be 2-D (n_samples, n_targets), got shape {Y.shape}")
+        X, Y, band_of_column = self._check_bands(X, Y)
         grid = self._grid()
-        band_of_column = np.repeat(np.arange(len(sizes)), sizes)
         n_targets = Y.shape[1]
         best = np.full(n_targets, -np.inf)
         eps = np.finfo(np.dtype(self.dtype)).eps

@@ -190,15 +190,8 @@ def nested_logo_banded(estimator, X: np.ndarray, Y: np.ndarray, groups: np.ndarr
         Alpha of the grid point chosen in each outer fold (NaN where none scored above -inf).
     held_out : list
     """
-    X = np.asarray(X)
-    Y = np.asarray(Y)
-    sizes = [int(s) for s in estimator.band_sizes]
-    if X.ndim != 2 or X.shape[1] != sum(sizes) or min(sizes, default=0) < 1:
-        raise InputError(f"X has shape {X.shape} but band_sizes {sizes} need {sum(sizes)} columns, each band >= 1")
-    if Y.ndim != 2:
-        raise InputError(f"Y must be 2-D (n_samples, n_targets), got shape {Y.shape}")
+    X, Y, band_of_column = estimator._check_bands(X, Y)
     grid = estimator._grid()
-    band_of_column = np.repeat(np.arange(len(sizes)), sizes)
     eps = np.finfo(np.dtype(estimator.dtype)).eps
     predictions = np.zeros(Y.shape, dtype=np.dtype(estimator.dtype))
     best_alphas = None

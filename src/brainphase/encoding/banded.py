@@ -140,7 +140,7 @@ class BandedRidgeCV(RegressorParams):
         self.coef_ = np.zeros((X.shape[1], n_targets), dtype=self.dtype)
         self.intercept_ = np.zeros(n_targets, dtype=self.dtype)
         self.best_alphas_ = np.full(n_targets, np.nan)
-        self.best_band_weights_ = np.full((len(sizes), n_targets), np.nan)
+        self.best_band_weights_ = np.full((len(self.band_sizes), n_targets), np.nan)
         for k, gamma in enumerate(grid):
             column_scale = np.sqrt(gamma[band_of_column]).astype(X.dtype if X.dtype.kind == "f" else np.float64)
             ridge = RidgeCV(alphas=self.alphas, cv=self.cv, fit_intercept=self.fit_intercept, backend=self.backend,

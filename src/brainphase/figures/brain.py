@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from brainphase.figures.data import FigureData
-from brainphase.figures.style import new_figure, phase_name, title, token_label
+from brainphase.figures.style import new_figure, no_data_panel, phase_name, title, token_label
 
 NO_MAPS_TEXT = "no voxel maps in these scores"
 
@@ -52,11 +52,8 @@ def plot_brain_maps(data: FigureData) -> Figure:
     """
     if not data.has_voxel_maps:
         figure = new_figure(7.0, 2.4)
-        ax = figure.add_subplot()
-        ax.set_axis_off()
-        ax.text(0.5, 0.5, f"{NO_MAPS_TEXT}\n(trajectory.h5 has no /brain/voxel_r with /mask: ROI tables, sentence "
-                "data or scores without voxel maps)", ha="center", va="center", fontsize=9, wrap=True,
-                transform=ax.transAxes, gid="no-maps")
+        no_data_panel(figure.add_subplot(), f"{NO_MAPS_TEXT}\n(trajectory.h5 has no /brain/voxel_r with /mask: ROI "
+                      "tables, sentence data or scores without voxel maps)", "no-maps")
         title(figure, data, "alignment maps at phase boundaries")
         return figure
 

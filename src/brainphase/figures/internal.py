@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from brainphase.figures.curves import seed_mean
 from brainphase.figures.data import FigureData
-from brainphase.figures.style import add_caption, caption_lines, caption_text, new_figure, shade_phases, title, token_axis
+from brainphase.figures.style import caption_text, captioned_grid, no_data_panel, shade_phases, title, token_axis
 
 NO_INTERNAL_TEXT = "no internal metrics in this trajectory"
 LAYER_CMAP = "viridis"
@@ -33,13 +33,9 @@ def plot_internal(data: FigureData) -> Figure:
     n_rows = -(-max(len(names), 1) // n_cols)
     described = [f"{name}: {data.internal_descriptions[name]}" for name in names if data.internal_descriptions.get(name)]
     caption = caption_text(data, ("Lines: layers (colour), mean over seeds. " + "; ".join(described)) if names else "")
-    n_lines = caption_lines(caption, 45 * n_cols + 30)
-    figure = new_figure(4.2 * n_cols + 1.6, 3.0 * n_rows + 0.7 + 0.16 * n_lines)
-    grid = figure.add_gridspec(n_rows + 1, n_cols, height_ratios=[3.0] * n_rows + [0.2 + 0.16 * n_lines])
+    figure, grid = captioned_grid(4.2 * n_cols + 1.6, [3.0] * n_rows, n_cols, caption, margin=0.5)
     if not names:
-        ax = figure.add_subplot(grid[0, 0])
-        ax.text(0.5, 0.5, NO_INTERNAL_TEXT, ha="center", va="center", transform=ax.transAxes, gid="no-internal")
-        ax.set_axis_off()
+        no_data_panel(figure.add_subplot(grid[0, 0]), NO_INTERNAL_TEXT, "no-internal")
     layers = np.asarray(data.internal_layers)
     norm = Normalize(float(layers.min()), float(layers.max()) if len(layers) and layers.max() > layers.min()
                      else float(layers.min()) + 1) if len(layers) else Normalize(0, 1)
@@ -63,6 +59,5 @@ def plot_internal(data: FigureData) -> Figure:
         bar.set_ticks(layers if len(layers) <= 13 else layers[:: -(-len(layers) // 13)])
         if phase_handles:
             figure.legend(handles=phase_handles, loc="outside right upper", fontsize=8)
-    add_caption(figure, figure.add_subplot(grid[n_rows, :]), caption, 45 * n_cols + 30)
     title(figure, data, "internal representations over training (mean over seeds)")
     return figure

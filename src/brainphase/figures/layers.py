@@ -8,8 +8,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from brainphase.figures.data import FigureData
-from brainphase.figures.style import (add_caption, caption_lines, caption_text, new_figure, phase_color,
-                                      shade_phases, title, token_label)
+from brainphase.figures.style import (add_caption, caption_lines, caption_text, captioned_grid, new_figure, no_data_panel,
+                                      phase_color, shade_phases, title, token_label)
 
 
 def layer_means(data: FigureData) -> np.ndarray:
@@ -35,15 +35,9 @@ def plot_layers(data: FigureData) -> Figure:
     their position between columns. NaN cells are grey.
     """
     if data.alignment_layer is None or len(data.layers) == 0:
-        caption = caption_text(data)
-        figure = new_figure(8.0, 2.2 + 0.16 * caption_lines(caption, 100))
-        grid = figure.add_gridspec(2, 1, height_ratios=[1.6, 0.2 + 0.16 * caption_lines(caption, 100)])
-        ax = figure.add_subplot(grid[0])
-        ax.text(0.5, 0.5, "no per-layer alignment (/brain/alignment_layer) in this trajectory\n"
-                "(alignment given as a table, or scores without layers)", ha="center", va="center",
-                transform=ax.transAxes, gid="no-layers")
-        ax.set_axis_off()
-        add_caption(figure, figure.add_subplot(grid[1]), caption, 100)
+        figure, grid = captioned_grid(8.0, [1.6], 1, caption_text(data), margin=0.4)
+        no_data_panel(figure.add_subplot(grid[0, 0]), "no per-layer alignment (/brain/alignment_layer) in this trajectory\n"
+                      "(alignment given as a table, or scores without layers)", "no-layers")
         title(figure, data, "alignment per layer")
         return figure
     caption = caption_text(data, "Grey cells: no score at that checkpoint.")

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from brainphase.figures.curves import seed_mean
 from brainphase.figures.data import FigureData
-from brainphase.figures.style import EXTRA_COLORS, add_caption, caption_lines, caption_text, new_figure, shade_phases, title, token_axis
+from brainphase.figures.style import EXTRA_COLORS, add_caption, caption_lines, caption_text, new_figure, no_data_panel, shade_phases, title, token_axis
 
 
 def plot_rois(data: FigureData) -> Figure:
@@ -21,10 +21,7 @@ def plot_rois(data: FigureData) -> Figure:
     n_lines = caption_lines(caption, 100)
     figure = new_figure(11.0, 4.6 + 0.16 * n_lines)
     if data.alignment_roi is None or not len(data.roi_names):
-        ax = figure.add_subplot(1, 1, 1)
-        ax.text(0.5, 0.5, "no ROIs in these scores (alignment over all voxels)", ha="center", va="center",
-                transform=ax.transAxes, gid="no-rois")
-        ax.set_axis_off()
+        no_data_panel(figure.add_subplot(1, 1, 1), "no ROIs in these scores (alignment over all voxels)", "no-rois")
         title(figure, data, "alignment per ROI")
         return figure
     grid = figure.add_gridspec(2, 2, height_ratios=[4.2, 0.2 + 0.16 * n_lines], width_ratios=[1.5, 1.0])

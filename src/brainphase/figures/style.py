@@ -15,11 +15,13 @@ bar with end caps at the top of the panel.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.gridspec import GridSpec
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
@@ -222,6 +224,49 @@ def add_caption(figure: Figure, ax: Axes, text: str, width: int = 110) -> None:
 
 def caption_lines(text: str, width: int = 110) -> int:
     return sum(len(textwrap.wrap(part, width)) or 1 for part in text.split("\n"))
+
+
+#: caption characters per inch of figure width (fontsize 8)
+CAPTION_CHARS_PER_INCH = 10.5
+
+
+def captioned_grid(width: float, panel_heights: Sequence[float], n_cols: int, caption: str,
+                   margin: float = 0.6, **grid_kw) -> tuple[Figure, GridSpec]:
+    """A figure of panel rows above a full-width caption row holding ``caption``.
+
+    Parameters
+    ----------
+    width : float
+        Figure width (inches); the caption wraps at :data:`CAPTION_CHARS_PER_INCH` per inch.
+    panel_heights : sequence of float, shape (n_rows,)
+        Height of each panel row (inches).
+    n_cols : int
+        Columns of the grid.
+    caption : str
+        Text of the caption row (:func:`add_caption`); ``""`` still reserves a thin row.
+    margin : float
+        Height (inches) added for titles, tick labels and the suptitle.
+    **grid_kw
+        Passed to ``Figure.add_gridspec`` (e.g. ``width_ratios``).
+
+    Returns
+    -------
+    figure : Figure
+    grid : GridSpec, shape (n_rows + 1, n_cols)
+        Rows ``0..n_rows-1`` are for the panels; the last row holds the caption.
+    """
+    chars = int(CAPTION_CHARS_PER_INCH * width)
+    caption_height = 0.2 + 0.16 * caption_lines(caption, chars)
+    figure = new_figure(width, sum(panel_heights) + margin + caption_height)
+    grid = figure.add_gridspec(len(panel_heights) + 1, n_cols, height_ratios=[*panel_heights, caption_height], **grid_kw)
+    add_caption(figure, figure.add_subplot(grid[len(panel_heights), :]), caption, chars)
+    return figure, grid
+
+
+def no_data_panel(ax: Axes, text: str, gid: str) -> None:
+    """Turn ``ax`` into a note saying what is missing: ``text`` centred (artist gid ``gid``), no axes."""
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True, transform=ax.transAxes, gid=gid)
 
 
 def seed_band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, name: str, seeds: np.ndarray) -> None:

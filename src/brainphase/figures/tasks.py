@@ -19,10 +19,10 @@ from matplotlib.ticker import MaxNLocator
 from brainphase.figures.curves import TOKEN_CMAP, seed_mean, spearman_rho
 from brainphase.figures.data import FigureData
 from brainphase.figures.style import (
-    add_caption,
-    caption_lines,
     caption_text,
+    captioned_grid,
     new_figure,
+    no_data_panel,
     shade_phases,
     tick_positions,
     title,
@@ -117,14 +117,9 @@ def plot_tasks(data: FigureData) -> Figure:
     seeds_text = "Thin lines: single seeds; thick: mean over seeds." if len(data.seeds) > 1 else "One seed."
     extra = (f"Left: discontinuous metrics (accuracy, exact match); right: continuous metrics, one panel each. {seeds_text}"
              if rows else "")
-    caption = caption_text(data, extra)
-    n_lines = caption_lines(caption, 40 * n_cols + 40)
-    figure = new_figure(3.9 * n_cols + 1.4, 2.7 * n_rows + 0.9 + 0.16 * n_lines)
-    grid = figure.add_gridspec(n_rows + 1, n_cols, height_ratios=[2.7] * n_rows + [0.2 + 0.16 * n_lines])
+    figure, grid = captioned_grid(3.9 * n_cols + 1.4, [2.7] * n_rows, n_cols, caption_text(data, extra), margin=0.7)
     if not rows:
-        ax = figure.add_subplot(grid[0, 0])
-        ax.text(0.5, 0.5, NO_METRICS_TEXT, ha="center", va="center", transform=ax.transAxes, gid="no-metrics")
-        ax.set_axis_off()
+        no_data_panel(figure.add_subplot(grid[0, 0]), NO_METRICS_TEXT, "no-metrics")
     cells: dict[tuple[int, int], tuple[str, str, list[str], str]] = {}
     for i, (family, disc, cont) in enumerate(rows):
         if disc:
@@ -150,7 +145,6 @@ def plot_tasks(data: FigureData) -> Figure:
         handles = [Line2D([], [], color="0.3", linewidth=0.6, alpha=0.6, label="single seeds"),
                    Line2D([], [], color="0.3", linewidth=1.8, marker="o", markersize=3, label="mean over seeds")]
         figure.legend(handles=handles[int(len(data.seeds) == 1):] + phase_handles, loc="outside right upper", fontsize=8)
-    add_caption(figure, figure.add_subplot(grid[n_rows, :]), caption, 40 * n_cols + 40)
     title(figure, data, "task metrics over training, by family")
     return figure
 
@@ -210,9 +204,7 @@ def plot_alignment_vs_tasks(data: FigureData) -> Figure:
             ax.xaxis.set_major_locator(MaxNLocator(4))
             ax.grid(alpha=0.3)
     if not chosen:
-        axes[0, 0].text(0.5, 0.5, NO_METRICS_TEXT, ha="center", va="center", transform=axes[0, 0].transAxes,
-                        gid="no-metrics")
-        axes[0, 0].set_axis_off()
+        no_data_panel(axes[0, 0], NO_METRICS_TEXT, "no-metrics")
     bar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes.ravel()), shrink=0.9, pad=0.02)
     positive = data.tokens > 0
     ticks = list(tick_positions(float(data.x[positive].min()), float(data.x.max()))) if positive.any() else []

@@ -45,6 +45,7 @@ import pandas as pd
 
 from brainphase.errors import InputError
 from brainphase.io import atomic_h5, provenance, string_array
+from brainphase.reduce import REDUCTIONS
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,8 @@ def extract_activations(
     storage_dtype: str = "float32",
     provenance_attrs: dict | None = None,
     stimulus_kind: str = "words",
+    reduce: str = "none",
+    reduce_dim: int = 0,
 ) -> None:
     """Write the activations file of one checkpoint (layout: ``docs/hdf5_layout.md``).
 
@@ -274,12 +277,18 @@ def extract_activations(
     stimulus_kind : {"words", "sentences"}
         Stored as the root attribute ``stimulus_kind``: ``"sentences"`` when ``words_df``
         is :func:`brainphase.stimuli.sentence_words` (one run per sentence, ordinal times).
+    reduce : {"none", "random_projection"}
+        ``random_projection`` stores every layer as ``h @ R``, shape (n_words, reduce_dim), with
+        the fixed matrix of :func:`brainphase.reduce.projection_matrix` (same for every checkpoint).
+    reduce_dim : int
+        Stored dimensions under ``random_projection`` (``< d_model``); ignored otherwise.
     """
     import torch
     from tqdm import tqdm
 
     from brainphase.models.architecture import pad_token_id, special_token_frame
     from brainphase.models.labels import model_attrs
+    from brainphase.reduce import check_reduction, projection_matrix, reduction_attrs, stored_width
 
     if stimulus_kind not in STIMULUS_KINDS:
         raise InputError(f"stimulus kind {stimulus_kind!r}: choose one of {', '.join(STIMULUS_KINDS)}")
@@ -297,6 +306,8 @@ def extract_activations(
     words = ordered_words(words_df)
     runs = [tokenize_run(checkpoint.tokenizer, words, run) for run in pd.unique(words["run"])]
     n_words, d_model, n_hidden = len(words), info["d_model"], info["n_layers"] + 1
+    check_reduction(reduce, reduce_dim, d_model)
+    width = stored_width(reduce, reduce_dim, d_model)
     n_cut = sum(int(np.sum(r.last_token - r.first_token + 1 > context)) for r in runs)
     if n_cut and pooling == "mean":
         log.warning("%d words have more tokens than the %d-token context; their mean uses the last %d", n_cut, context, context)
@@ -319,12 +330,17 @@ def extract_activations(
         "stimulus_kind": stimulus_kind,
         "architecture": info.get("architecture", "causal"),
         "special_tokens": len(prefix) + len(suffix),
+        **reduction_attrs(reduce, reduce_dim),
     }
-    chunk_rows = max(1, min(n_words, _CHUNK_BYTES // (d_model * np.dtype(storage_dtype).itemsize)))
+    projection = None
+    if reduce == "random_projection":
+        projection = torch.from_numpy(projection_matrix(d_model, reduce_dim)).to(next(checkpoint.model.parameters()).device)
+        log.info("storing a random projection of every layer: %d -> %d dimensions", d_model, reduce_dim)
+    chunk_rows = max(1, min(n_words, _CHUNK_BYTES // (width * np.dtype(storage_dtype).itemsize)))
     with atomic_h5(out_path, attrs) as handle:
         _write_words(handle, words)
         layers = [
-            handle.create_dataset(f"layer_{i}", shape=(n_words, d_model), dtype=storage_dtype, chunks=(chunk_rows, d_model))
+            handle.create_dataset(f"layer_{i}", shape=(n_words, width), dtype=storage_dtype, chunks=(chunk_rows, width))
             for i in range(n_hidden)
         ]
         batches = iter_word_batches(runs, context, pooling, batch_size, prefix, suffix, pad_token_id(checkpoint.tokenizer))
@@ -333,12 +349,14 @@ def extract_activations(
             vectors = word_vectors(checkpoint.model, batch.input_ids, batch.pool_weights, batch.attention_mask)
             if not bool(torch.isfinite(vectors).all()):
                 raise InputError(f"{info['source']} ({info['revision']}): the model produced non-finite hidden states")
+            if projection is not None:
+                vectors = vectors @ projection
             stored = vectors.cpu().numpy().astype(storage_dtype, copy=False)
             if storage_dtype == "float16" and not np.isfinite(stored).all():
                 raise InputError(f"hidden states of {info['source']} overflow float16; use --storage-dtype float32")
             for layer, values in zip(layers, stored):
                 layer[batch.rows] = values
-    log.info("wrote %s: %d words x %d layers x %d dims (%s)", out_path, n_words, n_hidden, d_model, storage_dtype)
+    log.info("wrote %s: %d words x %d layers x %d dims (%s)", out_path, n_words, n_hidden, width, storage_dtype)
 
 
 def _write_words(handle, words: pd.DataFrame) -> None:
@@ -353,7 +371,7 @@ def _write_words(handle, words: pd.DataFrame) -> None:
 def add_extract_options(parser: argparse.ArgumentParser) -> None:
     """The stimulus and extraction options of ``brainphase extract`` (also ``brainphase measure``):
     ``--stimulus``/``--sentences``, ``--context-tokens``, ``--pooling``, ``--batch-size``,
-    ``--storage-dtype`` (defaults from config/schema.yaml, section ``extract``)."""
+    ``--storage-dtype``, ``--reduce``, ``--reduce-dim`` (defaults from config/schema.yaml, section ``extract``)."""
     from brainphase.config import schema_default
 
     source = parser.add_mutually_exclusive_group(required=True)
@@ -368,6 +386,11 @@ def add_extract_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=schema_default("extract.batch_size"),
                         help="words per forward pass (default: %(default)s)")
     parser.add_argument("--storage-dtype", choices=STORAGE_DTYPES, default=schema_default("extract.storage_dtype"))
+    parser.add_argument("--reduce", choices=REDUCTIONS, default=schema_default("extract.reduce"),
+                        help="store every layer at full width, or a fixed Gaussian random projection of it "
+                             "(brainphase.reduce; default: %(default)s)")
+    parser.add_argument("--reduce-dim", type=int, default=schema_default("extract.reduce_dim"),
+                        help="dimensions stored with --reduce random_projection (default: %(default)s)")
 
 
 def stimulus_from_args(args: argparse.Namespace) -> tuple[pd.DataFrame, str, str]:
@@ -401,6 +424,8 @@ def extract_from_args(checkpoint, args: argparse.Namespace, words: pd.DataFrame,
         storage_dtype=args.storage_dtype,
         provenance_attrs=provenance_attrs,
         stimulus_kind=stimulus_kind,
+        reduce=args.reduce,
+        reduce_dim=args.reduce_dim,
     )
 
 

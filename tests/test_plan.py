@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -143,3 +144,56 @@ def test_cli_cluster_config(capsys):
 def test_cli_needs_word_count(capsys):
     code = cli_main(["plan", "--configfile", str(ROOT / "config" / "cluster_scale.yaml")])
     assert code == 2 and "--n-words" in capsys.readouterr().err
+
+
+def test_reduced_storage_and_its_limit(tmp_path):
+    """extract.reduce: random_projection stores reduce_dim columns per layer instead of d_model."""
+    config = plan.load_config([pretrained_config(tmp_path)])
+    config["extract"].update(reduce="random_projection", reduce_dim=256)
+    est = plan.estimate(config, plan_models(config, config["results"]), 40, jobs=3)
+    assert est["models"]["pythia-70m"]["activation_bytes"] == 40 * 7 * 256 * 2
+    assert est["models"]["pythia-1.4b"]["activation_bytes"] == 40 * 25 * 256 * 2
+    assert est["activation_bytes_total"] == 12 * 40 * 7 * 256 * 2 + 2 * 40 * 25 * 256 * 2
+    text = plan.plan_text(config, plan_models(config, config["results"]), plan.Counter(), est, 1.0, 1.0, 3)
+    assert "reduce_dim 256 (random projection)" in text
+    config["extract"]["reduce_dim"] = 512  # pythia-70m is 512 wide: nothing to reduce
+    with pytest.raises(InputError, match=r"models.pythia-70m \(width 512\).*reduce_dim must lie in 1..511"):
+        plan.estimate(config, plan_models(config, config["results"]), 40)
+    config["extract"]["reduce"] = "none"  # reduce_dim is ignored without a reduction
+    assert plan.estimate(config, plan_models(config, config["results"]), 40)["models"]["pythia-70m"][
+        "activation_bytes"] == 40 * 7 * 512 * 2
+
+
+def _benchmark(path: Path, seconds: list[float], rss: list[str]) -> None:
+    """A Snakemake benchmark file: one row per repeat."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    path.write_text(header + "".join(f"{s}\t0:00:00\t{m}\t1\t1\t1\t0\t0\t0\t{s}\n" for s, m in zip(seconds, rss)))
+
+
+def test_time_spent_from_benchmark_files(tmp_path, capsys):
+    bench = tmp_path / "results" / "benchmarks"
+    _benchmark(bench / "measure" / "m_seed0_step0.tsv", [10.0], ["500.0"])
+    _benchmark(bench / "measure" / "m_seed0_step1.tsv", [30.0], ["700.0"])
+    _benchmark(bench / "encode" / "m_seed0_step0.tsv", [4.0, 6.0], ["100", "120"])  # two repeats: mean 5 s
+    _benchmark(bench / "encode" / "m_seed0_step1.tsv", [7.0], ["NA"])
+    _benchmark(bench / "load_fmri.tsv", [2.5], ["-"])
+    summary = plan.benchmark_summary(tmp_path / "results")
+    assert summary["measure"] == {"jobs": 2, "sum": 40.0, "mean": 20.0, "max": 30.0, "max_rss_mb": 700.0}
+    assert {k: summary["encode"][k] for k in ("jobs", "sum", "mean", "max", "max_rss_mb")} == {
+        "jobs": 2, "sum": 12.0, "mean": 6.0, "max": 7.0, "max_rss_mb": 120.0}
+    assert summary["load_fmri"]["jobs"] == 1 and np.isnan(summary["load_fmri"]["max_rss_mb"])
+    assert plan.benchmark_summary(tmp_path / "nothing") == {}
+
+    config = yaml.safe_load(pretrained_config(tmp_path).read_text())
+    assert config["results"] == str(tmp_path / "results")
+    assert cli_main(["plan", "--configfile", str(tmp_path / "pretrained.yaml"), "--jobs-only"]) == 0
+    out = capsys.readouterr().out
+    lines = out.split("time spent")[1].splitlines()
+    assert re.search(r"measure\s+2\s+40\.0\s+20\.0\s+30\.0\s+700\.0 MiB", lines[2])  # largest total first
+    assert re.search(r"encode\s+2\s+12\.0\s+6\.0\s+7\.0\s+120\.0 MiB", lines[3])
+    assert re.search(r"total\s+5\s+54\.5", out)
+
+    (bench / "encode" / "broken.tsv").write_text("not a benchmark\n1\n")
+    with pytest.raises(InputError, match="broken.tsv: not a Snakemake benchmark file"):
+        plan.benchmark_summary(tmp_path / "results")

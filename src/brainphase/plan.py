@@ -14,10 +14,19 @@ step) grid; no Snakemake, no network) and prints
 
   ``2 * n_params`` FLOPs per token is the forward pass of a dense transformer (Kaplan et al.
   2020, "Scaling laws", C_forward ~ 2N), attention over the context left out;
-* disk of the activation files: ``n_words * (n_layers + 1) * d_model * bytes`` per checkpoint
-  (embeddings + every block, ``extract.storage_dtype``), their total, and the peak: the total
-  when the activations are kept, else the activations of ``--jobs`` checkpoints in flight
-  (``extract.keep: false``, when the config schema has it).
+* disk of the activation files: ``n_words * (n_layers + 1) * width * bytes`` per checkpoint
+  (embeddings + every block, ``extract.storage_dtype``; ``width`` = ``d_model``, or
+  ``extract.reduce_dim`` with ``extract.reduce: random_projection``), their total, and the peak:
+  the total when the activations are kept (``extract.keep``, default true), else the activation
+  files of the ``--jobs`` largest checkpoints. The rule behind the latter: with ``keep: false`` a
+  checkpoint's activations exist from its ``measure`` job until its ``encode`` and ``internal``
+  jobs are done, and each of the ``--jobs`` job slots works on one checkpoint at a time, so about
+  ``--jobs`` checkpoints are in flight. It holds when Snakemake runs a checkpoint's CPU jobs soon
+  after its ``measure`` job (e.g. ``--prioritize`` or enough CPU slots); GPU jobs that outpace
+  encoding leave more files waiting, up to the total;
+* where a finished run spent its time, when ``{results}/benchmarks`` holds the Snakemake
+  ``benchmark:`` files of its rules (:func:`benchmark_summary`): seconds per rule (sum, mean,
+  max over its jobs) and the largest resident memory.
 
 Model shapes come from :data:`PYTHIA_SHAPES` (Pythia suite, public constants), from the
 ``train`` section of models trained here, or from the ``config.json`` of a local checkpoint
@@ -185,18 +194,25 @@ def estimate(config: Mapping, plans: Mapping, n_words: int, tflops: float = DEFA
         (one checkpoint) and ``weight_bytes`` (one checkpoint); totals ``gpu_hours``,
         ``activation_bytes_total``, ``activation_bytes_peak`` and ``keep`` (activations kept).
     """
-    context = config["extract"]["context_tokens"]
-    value_bytes = DTYPE_BYTES[config["extract"]["storage_dtype"]]
-    keep = bool(config["extract"].get("keep", True))
+    from brainphase.reduce import check_reduction, stored_width
+
+    extract = config["extract"]
+    context, reduce, reduce_dim = extract["context_tokens"], extract["reduce"], extract["reduce_dim"]
+    value_bytes = DTYPE_BYTES[extract["storage_dtype"]]
+    keep = bool(extract.get("keep", True))
     models, per_checkpoint = {}, []
     for name, plan in plans.items():
         n_checkpoints = sum(len(steps) for steps in plan.steps.values())
         first = plan.source[next(iter(plan.source))]
         shape = model_shape(config, name, first)
+        try:
+            check_reduction(reduce, reduce_dim, shape.d_model)
+        except InputError as exc:
+            raise InputError(f"config models.{name} (width {shape.d_model}): {exc}") from None
         gets_text = bool(config["tasks"].get("text")) or plan.trained
         tokens = n_words * context + task_tokens(config, gets_text)
         seconds = 2 * shape.n_params * tokens / (tflops * 1e12) + shape.n_params * WEIGHT_BYTES / (load_gbps * 1e9)
-        activation_bytes = n_words * (shape.n_layers + 1) * shape.d_model * value_bytes
+        activation_bytes = n_words * (shape.n_layers + 1) * stored_width(reduce, reduce_dim, shape.d_model) * value_bytes
         models[name] = {"checkpoints": n_checkpoints, "shape": shape, "tokens": tokens,
                         "gpu_hours": n_checkpoints * seconds / 3600, "activation_bytes": activation_bytes,
                         "weight_bytes": shape.n_params * WEIGHT_BYTES}
@@ -204,7 +220,74 @@ def estimate(config: Mapping, plans: Mapping, n_words: int, tflops: float = DEFA
     total = sum(per_checkpoint)
     peak = total if keep else sum(sorted(per_checkpoint, reverse=True)[:jobs])
     return {"models": models, "gpu_hours": sum(m["gpu_hours"] for m in models.values()),
-            "activation_bytes_total": total, "activation_bytes_peak": peak, "keep": keep}
+            "activation_bytes_total": total, "activation_bytes_peak": peak, "keep": keep,
+            "reduce": reduce, "reduce_dim": reduce_dim}
+
+
+def benchmark_summary(results: str | os.PathLike) -> dict[str, dict]:
+    """Where a finished run spent its time: the Snakemake ``benchmark:`` files under ``{results}/benchmarks``.
+
+    A file ``benchmarks/{rule}.tsv`` or ``benchmarks/{rule}/{job}.tsv`` holds one row per repeat
+    of one job (Snakemake's columns ``s``, ``h:m:s``, ``max_rss`` (MB), ...); a job's seconds are
+    the mean of its rows.
+
+    Returns
+    -------
+    dict
+        Rule -> ``jobs``, ``sum``, ``mean``, ``max`` (seconds per job) and ``max_rss_mb`` (largest
+        resident memory of its jobs, NaN when not measured); empty when there is no such folder.
+
+    Raises
+    ------
+    InputError
+        A benchmark file without the ``s`` column or with a non-numeric ``s`` value.
+    """
+    import csv
+    import math
+
+    folder = Path(results) / "benchmarks"
+    jobs: dict[str, list[tuple[float, float]]] = {}
+    for path in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
+        relative = path.relative_to(folder)
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        try:
+            seconds = [float(row["s"]) for row in rows]
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{path}: not a Snakemake benchmark file (no numeric 's' column); delete it, or re-run "
+                             "its rule to rewrite it") from None
+        if not seconds:
+            continue
+        rss = [float(row["max_rss"]) for row in rows if _is_number(row.get("max_rss"))]
+        rule = relative.parts[0] if len(relative.parts) > 1 else relative.stem
+        jobs.setdefault(rule, []).append((sum(seconds) / len(seconds), max(rss, default=math.nan)))
+    summary = {}
+    for rule, values in jobs.items():
+        seconds = [s for s, _ in values]
+        memory = [m for _, m in values if not math.isnan(m)]
+        summary[rule] = {"jobs": len(values), "sum": sum(seconds), "mean": sum(seconds) / len(seconds),
+                         "max": max(seconds), "max_rss_mb": max(memory, default=math.nan)}
+    return summary
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def benchmark_text(summary: Mapping[str, dict], results: str) -> str:
+    """The table of :func:`benchmark_summary`, rules by total time, largest first."""
+    lines = [f"time spent (Snakemake benchmark files under {results}/benchmarks; seconds per job):",
+             f"  {'rule':<12}{'jobs':>7}{'sum s':>12}{'mean s':>10}{'max s':>10}{'max RSS':>11}"]
+    for rule, row in sorted(summary.items(), key=lambda item: -item[1]["sum"]):
+        rss = "-" if row["max_rss_mb"] != row["max_rss_mb"] else human_bytes(row["max_rss_mb"] * 2**20)
+        lines.append(f"  {rule:<12}{row['jobs']:>7,}{row['sum']:>12,.1f}{row['mean']:>10.1f}{row['max']:>10.1f}{rss:>11}")
+    total = sum(row["sum"] for row in summary.values())
+    lines.append(f"  {'total':<12}{sum(row['jobs'] for row in summary.values()):>7,}{total:>12,.1f}")
+    return "\n".join(lines)
 
 
 def _count(n: int) -> str:
@@ -242,7 +325,9 @@ def plan_text(config: Mapping, plans: Mapping, counts: Counter, est: dict | None
     n_checkpoints = sum(m["checkpoints"] for m in est["models"].values())
     weights = sum(m["checkpoints"] * m["weight_bytes"] for m in est["models"].values())
     lines += [f"  total: {n_checkpoints:,} checkpoints, {est['gpu_hours']:,.1f} GPU hours",
-              "", "disk (activations = words x (layers + 1) x d_model x bytes per value):",
+              "", "disk (activations = words x (layers + 1) x "
+              + (f"reduce_dim {est['reduce_dim']} (random projection)" if est["reduce"] == "random_projection"
+                 else "d_model") + " x bytes per value):",
               f"  activations, all checkpoints: {human_bytes(est['activation_bytes_total'])}",
               f"  activations, peak:            {human_bytes(est['activation_bytes_peak'])}"
               + ("  (every activation file is kept)" if est["keep"] else f"  ({jobs} checkpoints in flight)"),
@@ -273,3 +358,6 @@ def main(args: argparse.Namespace) -> None:
     est = None if args.jobs_only else estimate(config, plans, count_words(config, args.n_words), args.tflops,
                                                args.load_gbps, args.jobs)
     print(plan_text(config, plans, counts, est, args.tflops, args.load_gbps, args.jobs))
+    spent = benchmark_summary(config["results"])
+    if spent:
+        print("\n" + benchmark_text(spent, config["results"]))

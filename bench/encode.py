@@ -8,8 +8,13 @@ signal), or takes ``--activations`` / ``--responses`` of a real run, and times
 ``brainphase encode`` with the options of ``config/config.yaml`` (section ``encode``) and
 ``OMP_NUM_THREADS=1``, as the workflow does. ``--repeats`` runs (default 2), best time kept.
 
+The responses carry the word baselines ``brainphase load-fmri`` caches for every encode job
+(:mod:`brainphase.encoding.stimulus_cache`); the job is timed with them and on a copy without
+them (``/stimulus_baselines`` deleted), and the two scores files are checked to be identical.
+
 Printed: wall and CPU (user + system) seconds of the job; last line
-``RESULT encode_seconds=... encode_cpu_seconds=... voxels=...``. ``--quick`` uses 600
+``RESULT encode_seconds=... encode_cpu_seconds=... voxels=... uncached_seconds=... uncached_cpu_seconds=...
+cache_speedup=...`` (``cache_speedup`` = uncached / cached CPU seconds). ``--quick`` uses 600
 voxels per subject (< 30 s). The wall time is the job's time only on an otherwise idle core.
 """
 
@@ -40,8 +45,11 @@ VOCABULARY = ("the", "king", "and", "my", "lord", "to", "of", "thou", "love", "s
 
 
 def write_inputs(folder: Path, n_voxels: int, seed: int = 0) -> tuple[Path, Path]:
-    """Activations and responses files of the demo's shapes; returns their paths."""
+    """Activations and responses files of the demo's shapes (with the stimulus cache of load-fmri); returns their paths."""
+    import pandas as pd
+
     from brainphase.encoding import features as F
+    from brainphase.encoding.stimulus_cache import write_stimulus_baselines
 
     rng = np.random.default_rng(seed)
     runs, onsets, words = [], [], []
@@ -74,6 +82,9 @@ def write_inputs(folder: Path, n_voxels: int, seed: int = 0) -> tuple[Path, Path
         h5.create_dataset("mask/affine", data=np.diag([10.0, 10.0, 10.0, 1.0]))
         h5.create_dataset("rois/names", data=string_array([f"roi{k}" for k in range(6)]))
         h5.create_dataset("rois/labels", data=rng.integers(0, 7, n_voxels).astype(np.int16))
+        stimulus = pd.DataFrame({"run": runs, "word_index": np.concatenate([np.arange(WORDS_PER_RUN)] * len(RUN_TRS)),
+                                 "word": words, "onset": onset, "offset": onset + 0.25})
+        write_stimulus_baselines(h5, stimulus, "en")
         for sub in range(1, N_SUBJECTS + 1):
             for k, n_trs in enumerate(RUN_TRS):
                 rows = run_labels == str(k + 1)
@@ -101,6 +112,37 @@ def time_encode(act: Path, resp: Path, out: Path) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def without_cache(resp: Path, copy: Path) -> Path:
+    """A copy of ``resp`` without the stimulus cache (what encode read before load-fmri wrote it)."""
+    import shutil
+
+    import h5py
+
+    from brainphase.encoding.stimulus_cache import GROUP
+
+    shutil.copyfile(resp, copy)
+    with h5py.File(copy, "a") as handle:
+        if GROUP not in handle:
+            raise SystemExit(f"{resp} has no /{GROUP}: write it with the current `brainphase load-fmri`")
+        del handle[GROUP]
+    return copy
+
+
+def same_scores(first: Path, second: Path) -> bool:
+    """Every dataset of two scores files is equal (NaN equal to NaN)."""
+    import h5py
+
+    def datasets(path):
+        found = {}
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        return found
+
+    a, b = datasets(first), datasets(second)
+    return a.keys() == b.keys() and all(
+        np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--activations", type=Path, help="a real activations file (else synthetic)")
@@ -118,10 +160,19 @@ def main() -> None:
             act, resp = write_inputs(folder, voxels)
         else:
             act, resp = args.activations, args.responses
-        times = [time_encode(act, resp, folder / f"scores{k}.h5") for k in range(args.repeats)]
+        uncached = without_cache(resp, folder / "responses_uncached.h5")
+        times, times_uncached = [], []
+        for k in range(args.repeats):  # interleaved: both see the same machine load
+            times.append(time_encode(act, resp, folder / f"scores{k}.h5"))
+            times_uncached.append(time_encode(act, uncached, folder / f"scores_uncached{k}.h5"))
+        if not same_scores(folder / "scores0.h5", folder / "scores_uncached0.h5"):
+            raise SystemExit("the scores with and without the stimulus cache differ")
     wall, cpu = min(times)
+    wall_u, cpu_u = min(times_uncached)
     print(f"encode job: {wall:.2f} s wall, {cpu:.2f} s CPU (best of {args.repeats}; OMP_NUM_THREADS=1)")
-    print(f"RESULT encode_seconds={wall:.2f} encode_cpu_seconds={cpu:.2f} voxels={voxels}")
+    print(f"without the stimulus cache: {wall_u:.2f} s wall, {cpu_u:.2f} s CPU; scores identical")
+    print(f"RESULT encode_seconds={wall:.2f} encode_cpu_seconds={cpu:.2f} voxels={voxels} "
+          f"uncached_seconds={wall_u:.2f} uncached_cpu_seconds={cpu_u:.2f} cache_speedup={cpu_u / cpu:.3f}")
 
 
 if __name__ == "__main__":

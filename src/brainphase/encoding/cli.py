@@ -300,7 +300,7 @@ def _encode_timeseries(act: h5py.File, resp: h5py.File, layers: list[int], subje
     n_voxels = resp[f"subjects/{subjects[0]}/runs/{runs[0]}/bold"].shape[1]
     scores = LayerScores(layers, subjects, n_voxels, args)
     scored_rows = _scored_rows(resp, runs, args)
-    partition = vpart.BaselinePartition.from_args(act, args, layers, subjects, n_voxels)
+    partition = vpart.BaselinePartition.from_args(act, resp, args, layers, subjects, n_voxels)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(designs) * len(layers), desc="encode layers", unit="layer")

@@ -40,6 +40,7 @@ from brainphase.encoding.banded import BandedRidgeCV, ratio_grid, variance_parti
 from brainphase.encoding.noise_ceiling import GROUP_SUBJECT
 from brainphase.encoding.ridge import RidgeCV, nested_cv_predict
 from brainphase.encoding.scoring import scores_by_fold
+from brainphase.encoding.stimulus_cache import cached_word_baselines
 from brainphase.errors import InputError
 from brainphase.io import read_strings, string_array
 
@@ -98,6 +99,9 @@ class BaselinePartition:
     ----------
     act : h5py.File
         Activations (``/words/word`` is read).
+    resp : h5py.File
+        Responses; its word baselines (:mod:`brainphase.encoding.stimulus_cache`) are used when
+        they are those of the activations' words.
     args : argparse.Namespace
         ``brainphase encode`` arguments (see :func:`add_arguments`).
     layers, subjects : list
@@ -115,7 +119,8 @@ class BaselinePartition:
         NaN for layers not partitioned.
     """
 
-    def __init__(self, act: h5py.File, args: argparse.Namespace, layers: list[int], subjects: list[str], n_targets: int):
+    def __init__(self, act: h5py.File, resp: h5py.File, args: argparse.Namespace, layers: list[int],
+                 subjects: list[str], n_targets: int):
         self.args, self.layers, self.subjects = args, layers, subjects
         self.word_spaces = [s for s in args.baselines if s != NO_BASELINES]
         if NO_BASELINES in args.baselines and len(args.baselines) > 1:
@@ -123,8 +128,11 @@ class BaselinePartition:
         if "words/word" not in act:
             raise InputError(f"{args.activations}: /words/word is missing; baselines need the stimulus words")
         words = read_strings(act["words/word"])
-        self.word_features = base.word_baselines(words, self.word_spaces, args.frequency_source,
-                                                 args.frequency_corpus, args.frequency_language)
+        self.word_features = cached_word_baselines(resp, read_strings(act["words/run"]), words, self.word_spaces,
+                                                   args.frequency_source, args.frequency_language)
+        if self.word_features is None:
+            self.word_features = base.word_baselines(words, self.word_spaces, args.frequency_source,
+                                                     args.frequency_corpus, args.frequency_language)
         self.regressors, regressor_names = (None, [])
         if args.extra_regressors is not None:
             self.regressors, regressor_names = base.read_regressors(args.extra_regressors)
@@ -138,13 +146,13 @@ class BaselinePartition:
         logger.info("baselines %s; variance partitioning for layers: %s", self.names, self.choice)
 
     @classmethod
-    def from_args(cls, act: h5py.File, args: argparse.Namespace, layers: list[int], subjects: list[str],
-                  n_targets: int) -> "BaselinePartition | None":
+    def from_args(cls, act: h5py.File, resp: h5py.File, args: argparse.Namespace, layers: list[int],
+                  subjects: list[str], n_targets: int) -> "BaselinePartition | None":
         """The partition of this run, or None when no baselines are configured."""
         if list(args.baselines) == [NO_BASELINES] and args.extra_regressors is None:
             logger.info("no baselines (--baselines none): no variance partitioning")
             return None
-        return cls(act, args, layers, subjects, n_targets)
+        return cls(act, resp, args, layers, subjects, n_targets)
 
     def _baseline_design(self, signature: tuple, word_design: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
         """Per-space design matrices, each (n_kept_trs, n_columns * n_delays)."""

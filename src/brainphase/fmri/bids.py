@@ -29,6 +29,8 @@ from brainphase.fmri.common import (VOXEL_BLOCK, bids_entities, check_duration, 
                                     write_average, write_ceilings)
 from brainphase.fmri.rois import on_grid, roi_labels
 from brainphase.io import atomic_h5, provenance, string_array
+from brainphase.config import schema_default
+from brainphase.encoding.stimulus_cache import write_stimulus_baselines
 from brainphase.stimuli import read_stimulus
 
 log = logging.getLogger(__name__)
@@ -283,6 +285,7 @@ def load_bids(args: argparse.Namespace) -> None:
         with atomic_h5(args.out, attrs) as out:
             out.create_dataset("mask/mask", data=kept_mask, compression="gzip")
             out.create_dataset("mask/affine", data=mask_img.affine.astype(np.float64))
+            write_stimulus_baselines(out, stimulus, schema_default("encode.frequency_language"))
             if rois is not None:
                 out.create_dataset("rois/names", data=string_array(rois[0]))
                 out.create_dataset("rois/labels", data=rois[1][valid])

@@ -37,6 +37,8 @@ from brainphase.fmri.common import (TABLE_SUFFIXES, check_duration, check_trs, c
                                     drop_bad_columns, parse_run_map, read_table, run_timing, same_names, write_average,
                                     write_ceilings)
 from brainphase.io import atomic_h5, provenance, string_array
+from brainphase.config import schema_default
+from brainphase.encoding.stimulus_cache import write_stimulus_baselines
 from brainphase.stimuli import read_stimulus
 
 log = logging.getLogger(__name__)
@@ -166,6 +168,7 @@ def load_roi_tables(args: argparse.Namespace) -> None:
     with atomic_h5(args.out, attrs) as out:
         out.create_dataset("rois/names", data=string_array([roi_names[c] for c in columns]))
         out.create_dataset("rois/labels", data=np.arange(1, len(columns) + 1, dtype=np.int16))
+        write_stimulus_baselines(out, stimulus, schema_default("encode.frequency_language"))
         for subject in subjects:
             for run in runs:
                 out.create_dataset(f"subjects/{subject}/runs/{run}/bold",

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "phases": ("brainphase.phases.cli", "segment alignment over log tokens and name the phases -> trajectory.h5"),
     "summary": ("brainphase.phases.cli", "print the alignment and phase summary of trajectory.h5 files"),
     "figures": ("brainphase.figures", "draw the trajectory figures (PNG + PDF) from trajectory.h5"),
+    "emergence": ("brainphase.emergence.cli", "seed distributions, success probability, mirage check, abilities vs loss of several trajectories -> emergence.h5"),
+    "emergence-figures": ("brainphase.figures.emergence", "draw the emergence figures (seeds, sizes, mirage) from emergence.h5"),
     "plan": ("brainphase.plan", "job counts per rule, GPU hours and disk of a workflow config, before anything runs"),
     "verify": ("brainphase.verify", "re-hash the recorded inputs of every .h5 under a folder; list stale outputs (exit 1)"),
 }

@@ -49,7 +49,7 @@ from brainphase.figures.data import FigureData, load_figure_data
 from brainphase.figures.internal import plot_internal
 from brainphase.figures.layers import plot_layers
 from brainphase.figures.rois import plot_rois
-from brainphase.figures.style import phase_spans
+from brainphase.figures.style import phase_spans, save_figures
 from brainphase.figures.tasks import metric_order, plot_alignment_vs_tasks, plot_tasks
 from brainphase.io import atomic_file
 
@@ -96,19 +96,10 @@ def make_figures(trajectory_path: str | Path, out_dir: str | Path, formats: Sequ
         figures, then :data:`TABLE_NAME`.
     """
     data = load_figure_data(trajectory_path)
-    figures = {name: plot(data) for name, plot in PLOTS.items()}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, figure in figures.items():
-        for fmt in formats:
-            path = out_dir / f"{name}.{fmt}"
-            with atomic_file(path, suffix=f".tmp.{fmt}") as tmp:
-                figure.savefig(tmp, format=fmt, dpi=dpi)
-            written.append(path)
+    written = save_figures({name: plot(data) for name, plot in PLOTS.items()}, out_dir, formats, dpi)
     from brainphase.phases.read import load_trajectory
 
-    table = out_dir / TABLE_NAME
+    table = Path(out_dir) / TABLE_NAME
     with atomic_file(table, suffix=".tmp.tsv") as tmp:
         load_trajectory(trajectory_path).layer_roi_table().to_csv(tmp, sep="\t", index=False)
     written.append(table)

@@ -137,10 +137,28 @@ class FigureData:
         -------
         ndarray, same shape (NaN stays NaN).
         """
-        tokens = np.asarray(tokens, dtype=float)
-        zero = self.x[self.tokens == 0][0] if (self.tokens == 0).any() else np.nan
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(tokens > 0, np.log10(np.where(tokens > 0, tokens, 1.0)), np.where(tokens == 0, zero, np.nan))
+        return tokens_position(tokens, self.x, self.tokens)
+
+
+def tokens_position(tokens: np.ndarray | float, x: np.ndarray, reference_tokens: np.ndarray) -> np.ndarray:
+    """Token-axis position of token counts: log10 for positive ones, the step-0 position of
+    the reference checkpoints for 0, NaN for NaN.
+
+    Parameters
+    ----------
+    tokens : float or ndarray, any shape
+    x, reference_tokens : ndarray, shape (n_steps,)
+        Positions and token counts of the checkpoints that define the axis
+        (:func:`token_positions`).
+
+    Returns
+    -------
+    ndarray, shape of ``tokens``
+    """
+    tokens = np.asarray(tokens, dtype=float)
+    zero = x[reference_tokens == 0][0] if (reference_tokens == 0).any() else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tokens > 0, np.log10(np.where(tokens > 0, tokens, 1.0)), np.where(tokens == 0, zero, np.nan))
 
 
 def token_positions(tokens: np.ndarray) -> np.ndarray:

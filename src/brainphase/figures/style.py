@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -27,6 +28,7 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from brainphase.figures.data import FigureData
+from brainphase.io import atomic_file
 
 NAMED_PHASE_COLORS = {
     "alignment": "#2ca02c",
@@ -44,6 +46,37 @@ NAMED_PHASE_COLORS = {
 EXTRA_COLORS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
 SIMULATED_TEXT = "SIMULATED fMRI"
 BOUNDARY_COLOR = "0.25"
+
+
+def save_figures(figures: dict[str, Figure], out_dir: str | Path, formats: Sequence[str], dpi: int = 150) -> list[Path]:
+    """Write each figure as ``out_dir/{name}.{format}``, each file atomically.
+
+    Parameters
+    ----------
+    figures : dict of str -> Figure
+        Drawn before any file is written, so a drawing error leaves no partial set.
+    out_dir : path
+        Created if needed.
+    formats : sequence of str
+        matplotlib formats (``png``, ``pdf``, ``svg``).
+    dpi : int
+        Resolution of raster formats.
+
+    Returns
+    -------
+    list of Path
+        The files, figure by figure, format by format.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, figure in figures.items():
+        for fmt in formats:
+            path = out_dir / f"{name}.{fmt}"
+            with atomic_file(path, suffix=f".tmp.{fmt}") as tmp:
+                figure.savefig(tmp, format=fmt, dpi=dpi)
+            written.append(path)
+    return written
 
 
 def new_figure(width: float, height: float, constrained: bool = True) -> Figure:
@@ -263,10 +296,12 @@ def captioned_grid(width: float, panel_heights: Sequence[float], n_cols: int, ca
     return figure, grid
 
 
-def no_data_panel(ax: Axes, text: str, gid: str) -> None:
-    """Turn ``ax`` into a note saying what is missing: ``text`` centred (artist gid ``gid``), no axes."""
+def no_data_panel(ax: Axes, text: str, gid: str, width: int = 60) -> None:
+    """Turn ``ax`` into a note saying what is missing: ``text`` centred, each line wrapped at
+    ``width`` characters (artist gid ``gid``), no axes."""
     ax.set_axis_off()
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True, transform=ax.transAxes, gid=gid)
+    ax.text(0.5, 0.5, "\n".join(textwrap.fill(line, width) for line in text.split("\n")), ha="center", va="center",
+            fontsize=9, transform=ax.transAxes, gid=gid)
 
 
 def seed_band(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, name: str, seeds: np.ndarray) -> None:

@@ -48,7 +48,8 @@ def family_label(family: str) -> str:
     return family or OTHER_FAMILY
 
 
-def _metric_key(name: str, kind: str) -> tuple:
+def metric_key(name: str, kind: str) -> tuple:
+    """Sort key of a metric name among those of its kind: :data:`PREFERRED` metrics first, then by name."""
     metric = name.rpartition("/")[2]
     preferred = PREFERRED.get(kind, ())
     return (preferred.index(metric) if metric in preferred else len(preferred), metric, name)
@@ -60,7 +61,7 @@ def metric_order(data: FigureData) -> list[str]:
         family = data.metric_families.get(name, "")
         rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER) + (family == "")
         kind = data.metric_kinds[name]
-        return (rank, family, kind != "discontinuous", _metric_key(name, kind))
+        return (rank, family, kind != "discontinuous", metric_key(name, kind))
     return sorted(data.metrics, key=key)
 
 
@@ -154,9 +155,9 @@ def alignment_task_metrics(data: FigureData) -> list[tuple[str, list[str]]]:
     metric (:data:`PREFERRED`, then by name), at most one of each."""
     chosen = []
     for family, disc, cont in family_panels(data):
-        names = ([min(disc, key=lambda n: _metric_key(n, "discontinuous"))] if disc else [])
+        names = ([min(disc, key=lambda n: metric_key(n, "discontinuous"))] if disc else [])
         flat = [name for _, group in cont for name in group]
-        names += [min(flat, key=lambda n: _metric_key(n, "continuous"))] if flat else []
+        names += [min(flat, key=lambda n: metric_key(n, "continuous"))] if flat else []
         chosen.append((family, names))
     return chosen
 

@@ -20,6 +20,7 @@ include: "rules/models.smk"
 include: "rules/internal.smk"
 include: "rules/encoding.smk"
 include: "rules/trajectory.smk"
+include: "rules/emergence.smk"
 
 
 rule all:

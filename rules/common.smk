@@ -102,7 +102,7 @@ def all_outputs():
         targets.append(f"{R}/trajectory/{model}/trajectory.h5")
         targets += [f"{R}/figures/{model}/{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
         targets.append(f"{R}/figures/{model}/alignment_table.tsv")
-    return targets
+    return targets + emergence_outputs()  # rules/emergence.smk
 
 
 def print_summary():

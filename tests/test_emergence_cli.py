@@ -229,3 +229,20 @@ def test_labels_replace_model_names_and_bad_inputs_exit_2(emergence, tmp_path, c
     for args in bad:
         assert cli.main(["emergence", *args]) == 2
     assert "--labels" in capsys.readouterr().err
+
+
+def test_n_parameters_from_the_checkpoint_beside_the_trajectory(tmp_path):
+    from safetensors.numpy import save_file
+
+    from brainphase.emergence.series import load_series
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "trajectory" / "small" / "trajectory.h5"
+    path.parent.mkdir(parents=True)
+    planted_small(path, rng)
+    series = load_series(path)
+    assert series.n_parameters is None  # no checkpoint beside it
+    weights = tmp_path / "models" / "small" / "seed1" / f"step{10 * (len(TOKENS) - 1)}"
+    weights.mkdir(parents=True)
+    save_file({"a": np.zeros((3, 4), np.float32), "b": np.zeros(5, np.float32)}, str(weights / "model.safetensors"))
+    assert load_series(path).n_parameters == 17

@@ -19,7 +19,8 @@ TOKENS = np.array([0, 10**5, 10**6, 10**7, 10**8, 10**9])
 #: (name, kind, family, threshold) of the planted metrics
 METRICS = (("alignment", "brain", "brain", 0.05), ("arith/exact_match", "discontinuous", "formal", 0.5),
            ("arith/logprob", "continuous", "formal", -2.0), ("latent_intent/acc", "discontinuous", "latent_intent", 0.6),
-           ("latent_intent/prob_mass", "continuous", "latent_intent", 0.5))
+           ("latent_intent/prob_mass", "continuous", "latent_intent", 0.5), ("copy/acc", "discontinuous", "formal", 0.5),
+           ("heldout_text/loss", "continuous", "next_token", 3.0))
 VERDICT = "sharp only in the discontinuous metric (likely a metric artefact)"
 
 
@@ -101,9 +102,11 @@ def test_cli_writes_every_figure(planted, tmp_path):
     assert not list((tmp_path / "figs").glob("*.pdf"))
 
 
-def test_chosen_metrics_alignment_then_one_discontinuous_per_family(planted):
+def test_chosen_metrics_alignment_then_one_discontinuous_per_family_then_other_tasks(planted):
+    """formal has arith and copy, latent_intent one task; heldout_text/loss is the loss axis."""
     _, data = planted
-    assert chosen_metrics(data) == ["alignment", "arith/exact_match", "latent_intent/acc"]
+    assert chosen_metrics(data) == ["alignment", "arith/exact_match", "latent_intent/acc", "copy/acc"]
+    assert chosen_metrics(data, limit=2) == ["alignment", "arith/exact_match"]
     assert latent_metrics(data) == ["latent_intent/acc", "latent_intent/prob_mass"]
 
 

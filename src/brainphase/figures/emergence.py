@@ -70,21 +70,29 @@ def size_colors(data: EmergenceData) -> dict[str, str]:
 
 
 def chosen_metrics(data: EmergenceData, limit: int = MAX_METRICS) -> list[str]:
-    """The metrics the per-metric figures show: brain alignment, then per task family (in
-    :data:`brainphase.tasks.spec.FAMILIES` order, unknown ones by name) its preferred
-    discontinuous metric (continuous when it has none, :func:`~brainphase.figures.tasks.metric_key`);
-    at most ``limit``."""
+    """The metrics the per-metric figures show, at most ``limit``: brain alignment, then one
+    metric per task family (families in :data:`brainphase.tasks.spec.FAMILIES` order, unknown
+    ones by name; within a family tasks with a discontinuous metric first, then by name), then
+    one per further task in the same order; a task's metric is its preferred discontinuous one,
+    continuous when it has none (:func:`~brainphase.figures.tasks.metric_key`). The validation
+    loss (root attribute ``loss_metric``) is the x axis of other figures and is not shown."""
     names = data.metric_names()
-    families: dict[str, list[str]] = {}
+    tasks: dict[str, list[str]] = {}
     for name in names:
-        if name != ALIGNMENT:
-            families.setdefault(data.metric(name).family, []).append(name)
-    order = sorted(families, key=lambda f: (FAMILIES.index(f) if f in FAMILIES else len(FAMILIES), f))
+        if name not in (ALIGNMENT, data.loss_metric):
+            tasks.setdefault(name.rpartition("/")[0], []).append(name)
+    family = {task: data.metric(metrics[0]).family for task, metrics in tasks.items()}
+
+    def preferred(task: str) -> str:
+        kinds = {name: data.metric(name).kind for name in tasks[task]}
+        return min(kinds, key=lambda n: (kinds[n] != "discontinuous", metric_key(n, kinds[n])))
+
+    first, rest = [], []
+    for task in sorted(tasks, key=lambda t: (FAMILIES.index(family[t]) if family[t] in FAMILIES else len(FAMILIES),
+                                             family[t], data.metric(preferred(t)).kind != "discontinuous", t)):
+        (rest if any(family[t] == family[task] for t in first) else first).append(task)
     chosen = [ALIGNMENT] if ALIGNMENT in names else []
-    for family in order:
-        kinds = {name: data.metric(name).kind for name in families[family]}
-        chosen.append(min(kinds, key=lambda n: (kinds[n] != "discontinuous", metric_key(n, kinds[n]))))
-    return chosen[:limit]
+    return (chosen + [preferred(task) for task in first + rest])[:limit]
 
 
 def mean_loss(model: EmergenceModel) -> np.ndarray:
@@ -107,7 +115,7 @@ def _seed_lines(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: st
 
 def _violins(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: str) -> None:
     """A violin per checkpoint: Gaussian kernel density of the finite seed values (bandwidth
-    Silverman's, at least 4% of the panel's value range), half-width 40% of the smallest
+    Silverman's, at least 1% of the panel's value range), half-width 40% of the smallest
     checkpoint gap; gids ``{gid}-violin-{t}``."""
     finite = values[np.isfinite(values)]
     if not finite.size:
@@ -119,7 +127,7 @@ def _violins(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: str) 
         v = values[np.isfinite(values[:, t]), t]
         if not v.size:
             continue
-        bandwidth = max(1.06 * float(np.std(v)) * v.size ** -0.2, 0.04 * span)
+        bandwidth = max(1.06 * float(np.std(v)) * v.size ** -0.2, 0.01 * span)
         y = np.linspace(v.min() - 3 * bandwidth, v.max() + 3 * bandwidth, 64)
         density = np.exp(-0.5 * ((y[:, None] - v[None, :]) / bandwidth) ** 2).sum(axis=1)
         width = half * density / density.max()
@@ -133,8 +141,8 @@ def plot_seed_distributions(data: EmergenceData) -> Figure:
     ``-violin-{t}``, ``-bimodal`` (stars), ``-threshold``; panel titles ``"{model}: {metric}"``."""
     metrics, colors = chosen_metrics(data), size_colors(data)
     caption = ("Violin: seed distribution at each checkpoint (Gaussian kernel); dots: single seeds; line: seed mean; "
-               "dotted: the success threshold; ★: bimodal by the dip test. Metrics: brain alignment and one per task "
-               "family (all metrics are in emergence.h5).")
+               "dotted: the success threshold; ★: bimodal by the dip test. Metrics: brain alignment, one per task "
+               f"family, then further tasks (at most {MAX_METRICS}; all metrics are in emergence.h5).")
     n_cols = max(len(data.models), 1)
     figure, grid, axes = _figure(data, len(metrics) * n_cols, n_cols, caption, panel=(3.8, 2.4))
     if not metrics:
@@ -219,7 +227,7 @@ def plot_mirage(data: EmergenceData) -> Figure:
     caption = ("Mirage check (Schaeffer et al. 2023): sharpness = largest rise of the seed-mean curve within half a "
                "decade of tokens relative to its total rise (1 = a jump). A jump in the discontinuous metric that "
                "the continuous metric does not show is likely a metric artefact.")
-    figure, grid, axes = _figure(data, 3 * len(tasks), 3, caption, width_ratios=[1.0, 1.0, 0.8])
+    figure, grid, axes = _figure(data, 3 * len(tasks), 3, caption, panel=(3.8, 2.8), width_ratios=[1.0, 1.0, 0.8])
     if not tasks:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no mirage check in {data.path.name}: no task has both a "
                       "discontinuous and a continuous metric", "no-mirage")

@@ -128,9 +128,12 @@ def test_disk_and_gpu_hours_known_case(tmp_path):
 def test_peak_without_keep(tmp_path):
     config = plan.load_config([pretrained_config(tmp_path)])
     config["extract"]["keep"] = False
-    est = plan.estimate(config, plan_models(config, config["results"]), 40, jobs=3)
-    # the three largest checkpoints in flight: both of pythia-1.4b, one of pythia-70m
+    est = plan.estimate(config, plan_models(config, config["results"]), 40, jobs=1)
+    # one job slot holds 3 files (its checkpoint, the previous step, the final step): the three largest,
+    # both of pythia-1.4b and one of pythia-70m
     assert est["activation_bytes_peak"] == 2 * 40 * 25 * 2048 * 2 + 40 * 7 * 512 * 2
+    est = plan.estimate(config, plan_models(config, config["results"]), 40, jobs=2)
+    assert est["activation_bytes_peak"] == 2 * 40 * 25 * 2048 * 2 + 4 * 40 * 7 * 512 * 2
 
 
 def test_cli_cluster_config(capsys):

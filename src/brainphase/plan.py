@@ -18,12 +18,14 @@ step) grid; no Snakemake, no network) and prints
   (embeddings + every block, ``extract.storage_dtype``; ``width`` = ``d_model``, or
   ``extract.reduce_dim`` with ``extract.reduce: random_projection``), their total, and the peak:
   the total when the activations are kept (``extract.keep``, default true), else the activation
-  files of the ``--jobs`` largest checkpoints. The rule behind the latter: with ``keep: false`` a
-  checkpoint's activations exist from its ``measure`` job until its ``encode`` and ``internal``
-  jobs are done, and each of the ``--jobs`` job slots works on one checkpoint at a time, so about
-  ``--jobs`` checkpoints are in flight. It holds when Snakemake runs a checkpoint's CPU jobs soon
-  after its ``measure`` job (e.g. ``--prioritize`` or enough CPU slots); GPU jobs that outpace
-  encoding leave more files waiting, up to the total;
+  files of the :data:`FILES_PER_JOB` ``x --jobs`` largest checkpoints. The rule behind the latter:
+  with ``keep: false`` Snakemake removes a checkpoint's activations once every job reading them is
+  done: its own encode job, the next step's (CKA with the previous step) and, for a seed's final
+  step, every encode job of that seed (CKA with the final step). Each of the ``--jobs`` job slots
+  works on one checkpoint at a time and holds up to three files: that checkpoint's, its previous
+  step's and its seed's final step's. The estimate holds when Snakemake runs a checkpoint's encode
+  job soon after its ``measure`` job (e.g. ``--prioritize`` or enough CPU slots); GPU jobs that
+  outpace encoding leave more files waiting, up to the total;
 * where a finished run spent its time, when ``{results}/benchmarks`` holds the Snakemake
   ``benchmark:`` files of its rules (:func:`benchmark_summary`): seconds per rule (sum, mean,
   max over its jobs) and the largest resident memory.
@@ -78,6 +80,9 @@ BUILTIN_SUITE = Path(__file__).resolve().parent / "tasks" / "suite"
 DEFAULT_TFLOPS = 400.0
 DEFAULT_LOAD_GBPS = 1.0
 DEFAULT_JOBS = 16
+#: Activation files a job slot holds with ``extract.keep: false``: its checkpoint's, the previous
+#: step's and the seed's final step's (the internal metrics' CKA reads both).
+FILES_PER_JOB = 3
 
 
 @dataclass(frozen=True)
@@ -218,7 +223,7 @@ def estimate(config: Mapping, plans: Mapping, n_words: int, tflops: float = DEFA
                         "weight_bytes": shape.n_params * WEIGHT_BYTES}
         per_checkpoint += [activation_bytes] * n_checkpoints
     total = sum(per_checkpoint)
-    peak = total if keep else sum(sorted(per_checkpoint, reverse=True)[:jobs])
+    peak = total if keep else sum(sorted(per_checkpoint, reverse=True)[:FILES_PER_JOB * jobs])
     return {"models": models, "gpu_hours": sum(m["gpu_hours"] for m in models.values()),
             "activation_bytes_total": total, "activation_bytes_peak": peak, "keep": keep,
             "reduce": reduce, "reduce_dim": reduce_dim}
@@ -328,9 +333,12 @@ def plan_text(config: Mapping, plans: Mapping, counts: Counter, est: dict | None
               "", "disk (activations = words x (layers + 1) x "
               + (f"reduce_dim {est['reduce_dim']} (random projection)" if est["reduce"] == "random_projection"
                  else "d_model") + " x bytes per value):",
-              f"  activations, all checkpoints: {human_bytes(est['activation_bytes_total'])}",
+              f"  activations, all checkpoints: {human_bytes(est['activation_bytes_total'])}"
+              + ("" if est["keep"] else "  (written over the run, each removed once the encode jobs reading it are done)"),
               f"  activations, peak:            {human_bytes(est['activation_bytes_peak'])}"
-              + ("  (every activation file is kept)" if est["keep"] else f"  ({jobs} checkpoints in flight)"),
+              + ("  (every activation file is kept)" if est["keep"] else
+                 f"  ({jobs} jobs in flight x {FILES_PER_JOB} files: a checkpoint's, its previous step's, its seed's "
+                 "final step's)"),
               f"  checkpoint weights, if every revision stays in the HF cache: {human_bytes(weights)}"]
     return "\n".join(lines)
 

@@ -38,12 +38,15 @@ def planted_values(name: str, n_seeds: int, size: int) -> np.ndarray:
 
 def write_emergence(path: Path, models=(("small", 5, 0), ("large", 3, 1)), loss: bool = True, latent: bool = True,
                     mirage: bool = True, tokens: np.ndarray = TOKENS) -> Path:
-    """emergence.h5 per the contract (README, "Emergence across seeds and sizes"). Statistics
-    are computed here from the planted values (success, W1 with scipy, crossings); the CI is
-    success ± 0.1 and the bimodal flag is planted at the middle checkpoint of each model."""
+    """emergence.h5 in the layout of docs/hdf5_layout.md (what `brainphase emergence` writes).
+    Statistics are computed here from the planted values (success, quantiles, W1 with scipy);
+    the CI is success ± 0.1, the bimodal flag is planted at the middle checkpoint of each model,
+    crossing losses at 4 - size - 0.1 * seed."""
     metrics = [m for m in METRICS if latent or not m[0].startswith("latent_intent")]
     with h5py.File(path, "w") as f:
+        f.attrs["stage"] = "emergence"
         f.attrs["models"] = np.array([name for name, _, _ in models], dtype=h5py.string_dtype())
+        f.create_group("tracking")["model"] = np.array([], dtype=h5py.string_dtype())
         f.attrs["simulated"] = True
         f.attrs["loss_metric"] = "heldout_text/loss" if loss else ""
         n_steps = len(tokens)
@@ -51,6 +54,9 @@ def write_emergence(path: Path, models=(("small", 5, 0), ("large", 3, 1)), loss:
             g = f.create_group(f"models/{name}")
             g.attrs["n_parameters"] = 10**6 * (size + 1)
             g["seeds"], g["steps"], g["tokens"] = np.arange(n_seeds), tokens // 1000, tokens
+            g.create_group("phase_boundaries")["seed"] = np.zeros(0, dtype=np.int64)
+            g.create_group("phase_boundary_spread")["boundary"] = np.zeros(0, dtype=np.int64)
+            g.create_group("mirage")
             curve = 5.0 - np.arange(n_steps) * (0.5 + 0.2 * size)
             g["loss"] = curve[None, :] + 0.01 * np.arange(n_seeds)[:, None] if loss else np.full((n_seeds, n_steps), np.nan)
             for metric, kind, family, threshold in metrics:
@@ -60,6 +66,8 @@ def write_emergence(path: Path, models=(("small", 5, 0), ("large", 3, 1)), loss:
                                threshold_source="config", sharpness=0.9)
                 success = (values >= threshold).mean(axis=0)
                 m["values"], m["mean"] = values, values.mean(axis=0)
+                m["quantiles"] = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
+                m["quantiles"].attrs["levels"] = [0.25, 0.5, 0.75]
                 m["success_probability"] = success
                 m["success_ci_low"], m["success_ci_high"] = np.clip(success - 0.1, 0, 1), np.clip(success + 0.1, 0, 1)
                 m["bimodal"] = np.arange(n_steps) == n_steps // 2
@@ -74,8 +82,9 @@ def write_emergence(path: Path, models=(("small", 5, 0), ("large", 3, 1)), loss:
                 c.attrs.update(discontinuous_metric=disc, continuous_metric=cont, sharpness_discontinuous=0.91,
                                sharpness_continuous=0.12 + 0.1 * size, verdict=VERDICT)
         if len(models) > 1:
-            f.create_group("sizes/alignment").attrs.update(collapse_in_loss=True, crossing_loss_spread=0.1,
-                                                            crossing_tokens_spread_log10=1.0)
+            sizes = f.create_group("sizes/alignment")
+            sizes.attrs.update(collapse_in_loss=True, crossing_loss_spread=0.1, crossing_tokens_spread_log10=1.0)
+            sizes["w1_final"] = np.zeros((len(models), len(models)))
     return path
 
 
@@ -212,8 +221,13 @@ def test_a_file_that_is_not_emergence_is_refused(tmp_path, capsys):
     with h5py.File(other, "w") as f:
         f["x"] = 1
     assert cli.main(["emergence-figures", "--emergence", str(other), "--out-dir", str(tmp_path / "o")]) == 2
-    assert "no root attribute 'models'" in capsys.readouterr().err
+    assert "expected a file written by `brainphase emergence`" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    partial = write_emergence(tmp_path / "partial.h5")
+    with h5py.File(partial, "a") as f:
+        del f["models/large/loss"]
+    assert cli.main(["emergence-figures", "--emergence", str(partial), "--out-dir", str(tmp_path / "o")]) == 2
+    assert "partial.h5: missing" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 def test_every_figure_has_a_report_caption():

@@ -1,12 +1,12 @@
 """What the emergence figures read from ``emergence.h5`` (written by ``brainphase emergence``).
 
-The layout is the emergence contract (README, "Emergence across seeds and sizes"): root
-attributes ``models`` (the size axis, in order), ``simulated`` and ``loss_metric``; per model
-``/models/{model}/{seeds,steps,tokens,loss}``, one group per metric under
-``/models/{model}/metrics/`` (``alignment`` or ``{task}/{metric}``) holding ``values`` (S, T)
-and its statistics, and ``/models/{model}/mirage/{task}``; ``/sizes/{metric}`` with two or
-more models. :func:`load_emergence_data` keeps what the figures draw; a statistic absent from
-a metric group is read as NaN so that a figure draws what is there.
+The file is read by the emergence stage's reader (:mod:`brainphase.emergence.read`; layout in
+docs/hdf5_layout.md, "emergence.h5"): root attributes ``models`` (the size axis, in order),
+``simulated`` and ``loss_metric``; per model ``seeds``, ``steps``, ``tokens``, ``loss``, one
+group per metric (``alignment`` or ``{task}/{metric}``) holding ``values`` (S, T) and its
+statistics, and the mirage check per task; ``/sizes/{metric}`` with two or more models.
+:func:`load_emergence_data` keeps what the figures draw, on one token axis shared by all
+models; a statistic absent from a metric group is NaN so that a figure draws what is there.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from brainphase.errors import InputError
 from brainphase.figures.data import token_positions, tokens_position
-from brainphase.io import attr_text, open_h5
 
 #: the metric name of brain alignment
 ALIGNMENT = "alignment"
@@ -155,86 +153,56 @@ class EmergenceData:
         return next(model.metrics[name] for model in self.models if name in model.metrics)
 
 
-def _array(group: h5py.Group, name: str, shape: tuple[int, ...], dtype=float) -> np.ndarray:
-    """Dataset ``name`` of ``group`` as an array of ``shape``; NaN (False for bool) when absent."""
-    if name not in group:
-        return np.zeros(shape, dtype=bool) if dtype is bool else np.full(shape, np.nan)
-    return np.asarray(group[name][()], dtype=dtype).reshape(shape)
+def _convert_metric(metric, n_seeds: int, n_steps: int) -> EmergenceMetric:
+    """A :class:`brainphase.emergence.read.MetricResult` as an :class:`EmergenceMetric`
+    (statistics absent from the file as NaN, ``bimodal`` as False)."""
+    def array(key: str, shape: tuple[int, ...], dtype=float) -> np.ndarray:
+        if key not in metric.data:
+            return np.zeros(shape, dtype=bool) if dtype is bool else np.full(shape, np.nan)
+        return np.asarray(metric.data[key], dtype=dtype).reshape(shape)
 
-
-def _float_attr(obj: h5py.HLObject, key: str) -> float:
-    return float(obj.attrs.get(key, np.nan))
-
-
-def _read_metric(group: h5py.Group, name: str, n_seeds: int, n_steps: int) -> EmergenceMetric:
-    values = np.asarray(group["values"][()], dtype=float)
-    if values.shape != (n_seeds, n_steps):
-        raise InputError(f"{group.file.filename}: {group.name}/values has shape {values.shape}, expected "
-                         f"(seeds, steps) = {(n_seeds, n_steps)}; re-run `brainphase emergence`")
+    attrs = metric.attrs
     return EmergenceMetric(
-        name=name, kind=attr_text(group, "kind"), family=attr_text(group, "family"),
-        higher_is_better=bool(group.attrs.get("higher_is_better", True)),
-        threshold=_float_attr(group, "threshold"), sharpness=_float_attr(group, "sharpness"), values=values,
-        bimodal=_array(group, "bimodal", (n_steps,), bool), success=_array(group, "success_probability", (n_steps,)),
-        success_low=_array(group, "success_ci_low", (n_steps,)), success_high=_array(group, "success_ci_high", (n_steps,)),
-        w1_steps=_array(group, "w1_steps", (max(n_steps - 1, 0),)),
-        crossing_tokens=_array(group, "crossing_tokens", (n_seeds,)), crossing_loss=_array(group, "crossing_loss", (n_seeds,)))
+        name=metric.name, kind=str(attrs.get("kind", "")), family=str(attrs.get("family", "")),
+        higher_is_better=bool(attrs.get("higher_is_better", True)), threshold=float(attrs.get("threshold", np.nan)),
+        sharpness=float(attrs.get("sharpness", np.nan)), values=array("values", (n_seeds, n_steps)),
+        bimodal=array("bimodal", (n_steps,), bool), success=array("success_probability", (n_steps,)),
+        success_low=array("success_ci_low", (n_steps,)), success_high=array("success_ci_high", (n_steps,)),
+        w1_steps=array("w1_steps", (max(n_steps - 1, 0),)), crossing_tokens=array("crossing_tokens", (n_seeds,)),
+        crossing_loss=array("crossing_loss", (n_seeds,)))
 
 
-def _groups_with(group: h5py.Group, key: str) -> list[tuple[str, h5py.Group]]:
-    """``(name, group)`` of every group under ``group`` holding a member or attribute ``key``
-    (nested names joined by "/", e.g. ``"task/acc"``)."""
-    found = []
-    group.visititems(lambda name, obj: found.append((name, obj))
-                     if isinstance(obj, h5py.Group) and (key in obj or key in obj.attrs) else None)
-    return found
-
-
-def _read_model(handle: h5py.File, name: str) -> EmergenceModel:
-    path = handle.filename
-    if f"models/{name}" not in handle:
-        raise InputError(f"{path}: root attribute 'models' names {name!r} but /models/{name} is missing; "
-                         "re-run `brainphase emergence`")
-    group = handle[f"models/{name}"]
-    for key in ("seeds", "steps", "tokens"):
-        if key not in group:
-            raise InputError(f"{path}: /models/{name}/{key} is missing; re-run `brainphase emergence`")
-    seeds, steps, tokens = (np.asarray(group[key][()], dtype=np.int64) for key in ("seeds", "steps", "tokens"))
-    shape = (len(seeds), len(steps))
-    metrics = ({metric: _read_metric(sub, metric, *shape) for metric, sub in _groups_with(group["metrics"], "values")}
-               if "metrics" in group else {})
-    mirage = {task: {key: (attr_text(sub, key) if key.endswith(("metric", "verdict")) else _float_attr(sub, key))
-                     for key in ("discontinuous_metric", "continuous_metric", "sharpness_discontinuous",
-                                 "sharpness_continuous", "verdict")}
-              for task, sub in (group["mirage"].items() if "mirage" in group else ())}
-    n_parameters = group.attrs.get("n_parameters")
-    return EmergenceModel(name=name, seeds=seeds, steps=steps, tokens=tokens, loss=_array(group, "loss", shape),
-                          metrics=metrics, mirage=mirage, n_parameters=None if n_parameters is None else int(n_parameters))
+def _convert_model(result) -> EmergenceModel:
+    """A :class:`brainphase.emergence.read.ModelResult` as an :class:`EmergenceModel`."""
+    shape = (len(result.seeds), len(result.steps))
+    return EmergenceModel(
+        name=result.name, seeds=np.asarray(result.seeds), steps=np.asarray(result.steps),
+        tokens=np.asarray(result.tokens), loss=np.asarray(result.loss, dtype=float).reshape(shape),
+        metrics={name: _convert_metric(metric, *shape) for name, metric in result.metrics.items()},
+        mirage={row["task"]: {key: row[key] for key in ("discontinuous_metric", "continuous_metric",
+                                                         "sharpness_discontinuous", "sharpness_continuous", "verdict")}
+                for row in result.mirage.to_dict("records")},
+        n_parameters=result.n_parameters)
 
 
 def load_emergence_data(path: str | Path) -> EmergenceData:
-    """Read ``emergence.h5`` for the figures.
+    """Read ``emergence.h5`` for the figures, through the emergence stage's own reader
+    (:func:`brainphase.emergence.read.load_emergence`).
 
     Raises
     ------
     InputError
-        When the file is missing, not HDF5, has no root attribute ``models``, or a model's
-        ``seeds``/``steps``/``tokens`` or a metric's ``values`` are missing or mis-shaped.
+        When the file is missing, not HDF5, not written by ``brainphase emergence``, or lacks a
+        part of the layout.
     """
+    from brainphase.emergence.read import load_emergence
+
     path = Path(path)
-    with open_h5(path) as handle:
-        if "models" not in handle.attrs:
-            raise InputError(f"{path}: no root attribute 'models'; pass the emergence.h5 written by "
-                             "`brainphase emergence`")
-        names = [str(n.decode() if isinstance(n, bytes) else n) for n in np.atleast_1d(handle.attrs["models"])]
-        models = [_read_model(handle, name) for name in names]
-        sizes = {}
-        if "sizes" in handle:
-            for metric, sub in _groups_with(handle["sizes"], "collapse_in_loss"):
-                sizes[metric] = {key: (value.decode() if isinstance(value, bytes) else value)
-                                 for key, value in sub.attrs.items()}
-        simulated = bool(handle.attrs.get("simulated", False))
-        loss_metric = attr_text(handle, "loss_metric")
+    try:
+        emergence = load_emergence(path)
+    except KeyError as exc:
+        raise InputError(f"{path}: missing {exc}; pass the emergence.h5 written by `brainphase emergence`") from exc
+    models = [_convert_model(emergence.results[name]) for name in emergence.models]
     tokens = np.unique(np.concatenate([model.tokens for model in models] or [np.zeros(1, dtype=np.int64)]))
-    return EmergenceData(path=path, simulated=simulated, loss_metric=loss_metric, models=models, sizes=sizes,
-                         tokens=tokens, x=token_positions(tokens))
+    return EmergenceData(path=path, simulated=emergence.simulated, loss_metric=emergence.loss_metric, models=models,
+                         sizes=emergence.sizes, tokens=tokens, x=token_positions(tokens))

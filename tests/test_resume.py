@@ -1,5 +1,11 @@
 """Kill -9 the workflow during `measure` (extraction) and during `encode`; `snakemake --rerun-incomplete`
-then finishes with outputs bitwise identical to an uninterrupted run (issue 14, "Faults")."""
+then finishes with outputs bitwise identical to an uninterrupted run (issue 14, "Faults").
+
+In the default suite: the workflow is the smallest that has both jobs (a local checkpoint folder as
+the one pretrained model, one story, one subject's ROI table: load_fmri, measure, encode; no corpus,
+training or simulation), so the three Snakemake runs of measure (reference, killed, resumed) are
+most of its time.
+"""
 
 import json
 import os
@@ -12,17 +18,39 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
-from test_workflow import REPO, TINY, snakemake
+import pandas as pd
+from _models import STIMULUS_WORDS, tiny_checkpoint, tiny_tokenizer_dir  # noqa: F401
+from test_workflow import REPO, snakemake
 
-ACTIVATIONS = "results/activations/tiny/seed1/step40.h5"
-TASKS = "results/tasks/tiny/seed1/step40.h5"
-SCORES = "results/scores/tiny/seed1/step40.h5"
-MEASURE_LOG = "results/logs/measure/tiny_seed1_step40.log"
-ENCODE_LOG = "results/logs/encode/tiny_seed1_step40.log"
+ACTIVATIONS = "results/activations/tiny/seed0/step16.h5"
+TASKS = "results/tasks/tiny/seed0/step16.h5"
+SCORES = "results/scores/tiny/seed0/step16.h5"
+INTERNAL = "results/internal/tiny/seed0/step16.h5"  # written by the encode job after the scores
+MEASURE_LOG = "results/logs/measure/tiny_seed0_step16.log"
+ENCODE_LOG = "results/logs/encode/tiny_seed0_step16.log"
+TR, N_WORDS, N_VOLUMES = 2.0, 200, 110
 #: provenance attributes that legitimately differ between two runs of the same job (and input_sha256
 #: values of HDF5 inputs, whose bytes hold their own created_utc; its paths are compared)
 VOLATILE_ATTRS = {"created_utc", "working_dir"}
+
+
+def write_study(folder: Path, checkpoint: Path) -> dict:
+    """One story of N_WORDS words (one per second), one subject's ROI table, the config of a study of
+    ``checkpoint`` (a local folder ``.../step16``, the only model) on them."""
+    vocabulary = [word for words in STIMULUS_WORDS.values() for word in words]
+    onset = np.arange(N_WORDS) + 0.5
+    pd.DataFrame({"run": "story", "word_index": np.arange(N_WORDS),
+                  "word": [vocabulary[i % len(vocabulary)] for i in range(N_WORDS)],
+                  "onset": onset, "offset": onset + 0.3}).to_csv(folder / "words.tsv", sep="\t", index=False)
+    (folder / "roi").mkdir()
+    table = np.random.default_rng(0).standard_normal((N_VOLUMES, 4))
+    pd.DataFrame(table, columns=["a", "b", "c", "d"]).to_csv(folder / "roi" / "sub-01_timeseries.tsv", sep="\t",
+                                                             index=False)
+    return {"results": "results", "corpus": {"stimulus": str(folder / "words.tsv")},
+            "models": {"tiny": {"kind": "pretrained", "source": str(checkpoint), "seeds": [0]}},
+            "fmri": {"kind": "roi-table", "root": str(folder / "roi"), "tr": TR},
+            "encode": {"trim_start": 2, "trim_end": 2},
+            "tasks": {"names": ["induction", "blimp_agreement", "blimp_determiner"], "seq_len": 32}}
 
 
 def _descendants(pid: int) -> list[int]:
@@ -66,10 +94,10 @@ def _run_and_kill(workdir: Path, target: str, log: str, kill_at: str, timeout: f
     process.wait(timeout=30)
 
 
-def _resume(workdir: Path, target: str, rerun: str) -> None:
+def _resume(workdir: Path, config: dict, target: str, rerun: str) -> None:
     """`snakemake --unlock`, then `--rerun-incomplete` up to ``target``, which must rerun job ``rerun``."""
-    assert snakemake(workdir, "--unlock", config=TINY).returncode == 0
-    result = snakemake(workdir, "--cores", "1", "--rerun-incomplete", target, config=TINY)
+    assert snakemake(workdir, "--unlock", config=config).returncode == 0
+    result = snakemake(workdir, "--cores", "1", "--rerun-incomplete", target, config=config)
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"rule {rerun}:" in result.stdout + result.stderr, result.stdout[-2000:] + result.stderr[-2000:]
 
@@ -93,27 +121,29 @@ def _contents(path: Path) -> dict:
     return found
 
 
-@pytest.mark.slow
-def test_killed_measure_and_encode_resume_to_identical_outputs(tmp_path):
+def test_killed_measure_and_encode_resume_to_identical_outputs(tmp_path, tiny_checkpoint):
+    config = write_study(tmp_path, tiny_checkpoint)
     reference = tmp_path / "reference"
     reference.mkdir()
-    result = snakemake(reference, "--cores", "1", SCORES, config=TINY)
+    result = snakemake(reference, "--cores", "1", SCORES, config=config)
     assert result.returncode == 0, result.stderr[-4000:]
     killed = tmp_path / "killed"
     shutil.copytree(reference, killed, symlinks=True)  # keeps mtimes: only the removed outputs are rebuilt
-    for name in (ACTIVATIONS, TASKS, SCORES, MEASURE_LOG, ENCODE_LOG):
+    outputs = [name for name in (ACTIVATIONS, TASKS, SCORES, INTERNAL) if (reference / name).is_file()]
+    for name in outputs + [MEASURE_LOG, ENCODE_LOG]:
         (killed / name).unlink()
 
     # measure: killed after the activations were written, before the task metrics (an incomplete job)
     _run_and_kill(killed, ACTIVATIONS, MEASURE_LOG, kill_at="INFO brainphase.tasks")
     assert (killed / ACTIVATIONS).is_file() and not (killed / TASKS).exists()
-    _resume(killed, ACTIVATIONS, rerun="measure")
+    _resume(killed, config, ACTIVATIONS, rerun="measure")
     # encode: killed while fitting, before the scores file exists
     _run_and_kill(killed, SCORES, ENCODE_LOG, kill_at="INFO brainphase.encoding")
-    assert not (killed / SCORES).exists()
-    _resume(killed, SCORES, rerun="encode")
+    assert not (killed / SCORES).exists() and not (killed / INTERNAL).exists()
+    _resume(killed, config, SCORES, rerun="encode")
 
-    for name in (ACTIVATIONS, TASKS, SCORES):
+    assert outputs[:3] == [ACTIVATIONS, TASKS, SCORES]
+    for name in outputs:
         expected, resumed = _contents(reference / name), _contents(killed / name)
         assert resumed.keys() == expected.keys(), name
         for key in expected:

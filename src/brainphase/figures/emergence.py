@@ -266,16 +266,17 @@ def plot_w1(data: EmergenceData) -> Figure:
     has_w1 = any(np.isfinite(model.metrics[name].w1_steps).any() for model in data.models for name in metrics
                  if name in model.metrics)
     shown = metrics if has_w1 else []
-    figure, grid, axes = _figure(data, len(shown), min(max(len(shown), 1), 3), caption)
+    n_cols = min(max(len(shown), 1), 3)
+    figure, grid, axes = _figure(data, len(shown), n_cols, caption)
     if not has_w1:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no W1 in {data.path.name}: every model has fewer than 2 "
                       "checkpoints or no metrics", "no-w1")
-    for ax, name in zip(axes, shown):
+    for k, (ax, name) in enumerate(zip(axes, shown)):
         for model in data.models:
             if name in model.metrics:
                 ax.plot(data.position(model.tokens[1:]), model.metrics[name].w1_steps, color=colors[model.name],
                         marker="o", markersize=3, label=model.label, gid=f"{name}-{model.name}-w1")
-        token_axis(ax, data)
+        token_axis(ax, data, label=k >= len(shown) - n_cols)
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("W1, consecutive checkpoints", fontsize=8)
         ax.legend(fontsize=7)

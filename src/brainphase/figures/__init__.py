@@ -34,6 +34,9 @@ true. With fewer than 4 checkpoints or ``/phases`` status "skipped: ...", nothin
 fitted and the figure says why; NaN values are drawn as gaps. A trajectory without task or
 internal metrics gets a panel saying so. Figures use the object-oriented
 matplotlib API on the Agg canvas; each ``plot_*`` function returns its Figure.
+
+The figures of several models and seeds (``emergence.h5``) are in
+:mod:`brainphase.figures.emergence` (``brainphase emergence-figures``).
 """
 
 from __future__ import annotations

@@ -100,7 +100,9 @@ def mean_loss(model: EmergenceModel) -> np.ndarray:
     return seed_mean(model.loss)
 
 
-def _figure(data: EmergenceData, n_panels: int, n_cols: int, caption: str, panel=(4.2, 2.8), **grid_kw):
+def _figure(n_panels: int, n_cols: int, caption: str, panel=(4.2, 2.8), **grid_kw):
+    """Figure of ``n_panels`` axes of ``panel`` inches in rows of ``n_cols`` above ``caption``
+    (:func:`~brainphase.figures.style.captioned_grid`); returns the figure, its grid and the axes."""
     n_rows = -(-max(n_panels, 1) // n_cols)
     figure, grid = captioned_grid(panel[0] * n_cols + 1.8, [panel[1]] * n_rows, n_cols, caption, **grid_kw)
     return figure, grid, [figure.add_subplot(grid[k // n_cols, k % n_cols]) for k in range(n_panels)]
@@ -144,7 +146,7 @@ def plot_seed_distributions(data: EmergenceData) -> Figure:
                "dotted: the success threshold; ★: bimodal by the dip test. Metrics: brain alignment, one per task "
                f"family, then further tasks (at most {MAX_METRICS}; all metrics are in emergence.h5).")
     n_cols = max(len(data.models), 1)
-    figure, grid, axes = _figure(data, len(metrics) * n_cols, n_cols, caption, panel=(3.8, 2.4))
+    figure, grid, axes = _figure(len(metrics) * n_cols, n_cols, caption, panel=(3.8, 2.4))
     if not metrics:
         no_data_panel(figure.add_subplot(grid[0, 0]), f"no metrics in {data.path.name}", "no-metrics")
     for k, ax in enumerate(axes):
@@ -179,7 +181,7 @@ def plot_success_probability(data: EmergenceData) -> Figure:
     caption = ("Success probability: fraction of seeds whose metric passes the threshold (title), band: its "
                "confidence interval (Clopper-Pearson). Right: against the mean validation loss over seeds"
                + (f" ({data.loss_metric})." if data.loss_metric else "."))
-    figure, grid, axes = _figure(data, 2 * len(metrics), 2, caption)
+    figure, grid, axes = _figure(2 * len(metrics), 2, caption)
     if not metrics:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no metric with a success threshold in {data.path.name}",
                       "no-metrics")
@@ -194,11 +196,11 @@ def plot_success_probability(data: EmergenceData) -> Figure:
                                 linewidth=0, gid=f"{gid}-ci{suffix}")
                 ax.plot(x, metric.success, color=colors[model.name], marker="o", markersize=3, linewidth=1.5,
                         label=model.label, gid=f"{gid}-success{suffix}")
-        threshold = data.metric(name)
+        reference = data.metric(name)
         for ax in (ax_tokens, ax_loss):
             ax.set_ylim(-0.03, 1.03)
             ax.set_ylabel("P(success)", fontsize=8)
-            ax.set_title(f"{name} {'≥' if threshold.higher_is_better else '≤'} {threshold.threshold:.3g}", fontsize=9)
+            ax.set_title(f"{name} {'≥' if reference.higher_is_better else '≤'} {reference.threshold:.3g}", fontsize=9)
             ax.tick_params(labelsize=7)
         token_axis(ax_tokens, data, label=row == len(metrics) - 1)
         ax_tokens.legend(fontsize=7)
@@ -227,7 +229,7 @@ def plot_mirage(data: EmergenceData) -> Figure:
     caption = ("Mirage check (Schaeffer et al. 2023): sharpness = largest rise of the seed-mean curve within half a "
                "decade of tokens relative to its total rise (1 = a jump). A jump in the discontinuous metric that "
                "the continuous metric does not show is likely a metric artefact.")
-    figure, grid, axes = _figure(data, 3 * len(tasks), 3, caption, panel=(3.8, 2.8), width_ratios=[1.0, 1.0, 0.8])
+    figure, grid, axes = _figure(3 * len(tasks), 3, caption, panel=(3.8, 2.8), width_ratios=[1.0, 1.0, 0.8])
     if not tasks:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no mirage check in {data.path.name}: no task has both a "
                       "discontinuous and a continuous metric", "no-mirage")
@@ -267,7 +269,7 @@ def plot_w1(data: EmergenceData) -> Figure:
                  if name in model.metrics)
     shown = metrics if has_w1 else []
     n_cols = min(max(len(shown), 1), 3)
-    figure, grid, axes = _figure(data, len(shown), n_cols, caption)
+    figure, grid, axes = _figure(len(shown), n_cols, caption)
     if not has_w1:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no W1 in {data.path.name}: every model has fewer than 2 "
                       "checkpoints or no metrics", "no-w1")
@@ -295,7 +297,7 @@ def plot_abilities_vs_loss(data: EmergenceData) -> Figure:
                "checkpoints, lines the seed means; dotted: threshold; dashed: median loss at which the seeds first "
                "cross it. Sizes 'collapse' when they cross at a more similar loss than at similar tokens.")
     shown = metrics if data.has_loss else []
-    figure, grid, axes = _figure(data, len(shown), min(max(len(shown), 1), 3), caption)
+    figure, grid, axes = _figure(len(shown), min(max(len(shown), 1), 3), caption)
     if not data.has_loss:
         no_data_panel(figure.add_subplot(grid[0, :]), NO_LOSS_TEXT.format(path=data.path.name, what="abilities vs loss"),
                       "no-loss")
@@ -349,7 +351,7 @@ def plot_latent_intent(data: EmergenceData) -> Figure:
     names, colors = latent_metrics(data), size_colors(data)
     caption = ("Latent-intent task (continue in the intent shown by in-context examples; Jiang 2023): one colour per "
                "run (e.g. the corpus's ambiguity eps); thin lines: seeds, thick: seed mean.")
-    figure, grid, axes = _figure(data, 2 * len(names), max(len(names), 1), caption)
+    figure, grid, axes = _figure(2 * len(names), max(len(names), 1), caption)
     if not names:
         no_data_panel(figure.add_subplot(grid[0, 0]), f"no {LATENT_TASK} task in {data.path.name} (train on the "
                       "latent-intent corpus, e.g. config/latent_intent.yaml)", "no-latent-intent")

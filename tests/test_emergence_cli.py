@@ -246,3 +246,28 @@ def test_n_parameters_from_the_checkpoint_beside_the_trajectory(tmp_path):
     weights.mkdir(parents=True)
     save_file({"a": np.zeros((3, 4), np.float32), "b": np.zeros(5, np.float32)}, str(weights / "model.safetensors"))
     assert load_series(path).n_parameters == 17
+
+
+def test_emergence_and_latent_intent_configs_validate_with_their_seeds():
+    from pathlib import Path
+
+    import yaml
+
+    from brainphase.config import check_config
+    from snakemake.utils import update_config
+
+    config_dir = Path(__file__).resolve().parent.parent / "config"
+    emergence = check_config(yaml.safe_load((config_dir / "emergence.yaml").read_text()), ["emergence.yaml"])
+    seeds = sorted((len(m["seeds"]) for m in emergence["models"].values()), reverse=True)
+    assert seeds[0] >= 5 and len(seeds) >= 3 and seeds[2] >= 3  # >= 5 seeds of one size, >= 3 of two more
+    epsilons = set()
+    for overlay in [None, *sorted((config_dir / "latent_intent").glob("eps*.yaml"))]:
+        config = yaml.safe_load((config_dir / "latent_intent.yaml").read_text())
+        if overlay is not None:
+            update_config(config, yaml.safe_load(overlay.read_text()))
+        config = check_config(config, ["latent_intent.yaml", str(overlay)])
+        assert config["corpus"]["source"] == "latent-intent"
+        assert config["tasks"]["suite"] == [f"{config['results']}/corpus/tasks"]  # the run's own task folder
+        assert all(len(m["seeds"]) >= 3 for m in config["models"].values())
+        epsilons.add(config["corpus"]["latent_epsilon"])
+    assert len(epsilons) >= 3

@@ -271,3 +271,15 @@ def test_emergence_and_latent_intent_configs_validate_with_their_seeds():
         assert all(len(m["seeds"]) >= 3 for m in config["models"].values())
         epsilons.add(config["corpus"]["latent_epsilon"])
     assert len(epsilons) >= 3
+
+
+def test_a_metric_without_values_gets_nan_statistics(tmp_path):
+    rng = np.random.default_rng(2)
+    path = planted_small(tmp_path / "small.h5", rng)
+    with h5py.File(path, "a") as f:
+        f["metrics/cont/value"][...] = np.nan
+    out = tmp_path / "e.h5"
+    assert cli.main(["emergence", "--trajectories", str(path), "--out", str(out), "--n-bootstrap", "10"]) == 0
+    data = load_emergence(out).results["small"].metrics["cont/value"]
+    assert np.isnan(data.attrs["threshold"]) and np.isnan(data.data["success_probability"]).all()
+    assert np.isnan(data.data["crossing_tokens"]).all() and np.isnan(data.attrs["sharpness"])

@@ -105,18 +105,22 @@ def metric_summary(model: ModelSeries, name: str, threshold: tuple, settings: Se
     value, source = threshold
     distribution = seed_distribution(values)
     dip = bimodality(values, settings.bimodality_alpha)
-    success = success_probability(values, value, metric.higher_is_better, settings.confidence)
     x = log_token_axis(model.tokens)
-    cross_x = crossing(x, values, value, metric.higher_is_better).per_seed
-    cross_loss = (crossing(model.loss, values, value, metric.higher_is_better).per_seed if model.has_loss
-                  else np.full(len(model.seeds), np.nan))
+    no_steps, no_seeds = np.full(len(model.tokens), np.nan), np.full(len(model.seeds), np.nan)
     datasets = {
         "values": values, "mean": distribution.mean, "quantiles": distribution.quantiles,
         "dip": dip.dip, "dip_p": dip.p_value, "bimodal": dip.bimodal,
-        "success_probability": success.probability, "success_ci_low": success.ci_low,
-        "success_ci_high": success.ci_high, "w1_steps": wasserstein_steps(values),
-        "crossing_tokens": _tokens_of(cross_x, x, model.tokens), "crossing_loss": cross_loss,
+        "success_probability": no_steps, "success_ci_low": no_steps, "success_ci_high": no_steps,
+        "w1_steps": wasserstein_steps(values), "crossing_tokens": no_seeds, "crossing_loss": no_seeds,
     }
+    if np.isfinite(value):  # a default threshold is NaN only when no seed has a value at the first or last checkpoint
+        success = success_probability(values, value, metric.higher_is_better, settings.confidence)
+        datasets.update(success_probability=success.probability, success_ci_low=success.ci_low,
+                        success_ci_high=success.ci_high)
+        datasets["crossing_tokens"] = _tokens_of(crossing(x, values, value, metric.higher_is_better).per_seed, x,
+                                                 model.tokens)
+        if model.has_loss:
+            datasets["crossing_loss"] = crossing(model.loss, values, value, metric.higher_is_better).per_seed
     attrs = {"kind": metric.kind, "higher_is_better": bool(metric.higher_is_better), "threshold": value,
              "threshold_source": source, "family": metric.family,
              "sharpness": _sharpness(model.tokens, _oriented(distribution.mean, metric.higher_is_better),

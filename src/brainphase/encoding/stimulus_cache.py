@@ -3,9 +3,10 @@
 Every ``brainphase encode`` job of a study (one per checkpoint: thousands at scale) fits the
 same stimulus-only baselines (:mod:`brainphase.encoding.baselines`) to the same responses; only
 its layers differ. Profiling one job of the demo's size (bench/encode.py, ``python -m cProfile``)
-showed the word-level baseline features as the largest part of that shared work (about 1.7 s
-of a 16 s job: importing wordfreq and its word list, parsing the CMU dictionary), while reading,
-trimming and z-scoring the responses took under 0.3 s. ``load-fmri`` reads the stimulus anyway,
+showed the word-level baseline features as the largest part of that shared work (1.7 s of a
+16 s job under the profiler: importing wordfreq and its word list, parsing the CMU dictionary;
+without the profiler bench/encode.py measures 0.6 s of 7.9 s of CPU), while reading, trimming and
+z-scoring the responses took 0.08 s. ``load-fmri`` reads the stimulus anyway,
 so it writes these features once into ``responses.h5``:
 
 ``/stimulus_baselines/run``, ``/stimulus_baselines/word`` (n_words,) strings

@@ -12,8 +12,10 @@
     the first ``--stimulus-words`` spoken words of one *held-out* document: held-out
     documents never appear in ``train.txt`` or ``valid.txt`` (not even their unused rest).
 ``corpus.json``
-    Origin, licence statement, source files with sha256, held-out documents and the
-    character / word counts of every split.
+    Origin, licence statement, source files with sha256, held-out documents, the
+    character / word counts of every split and, under ``skills``, the synthetic skill
+    documents appended to ``train.txt`` with ``--skills-fraction`` > 0
+    (:mod:`brainphase.corpus.skills`; ``train.txt`` only, never ``valid.txt`` or the stimulus).
 
 Sources
 -------
@@ -61,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from brainphase import __version__
-from brainphase.corpus import latent_intent
+from brainphase.corpus import latent_intent, skills
 from brainphase.corpus.grammar import generated_documents
 from brainphase.corpus.sources import (
     DEFAULT_GENERATED_TRAIN_CHARS,
@@ -220,6 +222,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="approximate cap on train.txt characters, 0 = all (generated: "
                              f"{DEFAULT_GENERATED_TRAIN_CHARS}) (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hold-out choice and the generator")
+    parser.add_argument("--skills-fraction", type=float, default=schema_default("corpus.skills_fraction"),
+                        help="share of train.txt characters given to synthetic skill documents (induction, "
+                             "few-shot patterns and sums; brainphase.corpus.skills) (default: %(default)s)")
     latent = parser.add_argument_group("latent-intent source (ignored by the other sources)")
     latent.add_argument("--latent-intents", type=int, default=schema_default("corpus.latent_intents"),
                         help="number K of latent intents (default: %(default)s)")
@@ -240,6 +245,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--valid-fraction must be between 0 and 1 (exclusive), got {args.valid_fraction}")
     if args.max_train_chars < 0:
         raise InputError(f"--max-train-chars must be >= 0, got {args.max_train_chars}")
+    if not 0.0 <= args.skills_fraction < 1.0:
+        raise InputError(f"--skills-fraction must be >= 0 and < 1, got {args.skills_fraction}")
     out_dir = Path(args.out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
@@ -280,6 +287,7 @@ def main(args: argparse.Namespace) -> None:
         raise InputError(f"--source {args.source}: every document is held out for the stimulus; "
                          "add texts or lower --stimulus-runs")
     train, valid = split_documents(training, args.valid_fraction, args.max_train_chars)
+    train, mixture = skills.mix_skills(train, args.skills_fraction, args.seed)
     words = stimulus_table([run_words for _, run_words in held_out])
     logger.info("train %d chars, valid %d chars, stimulus %d runs x %d words (held out: %s)",
                 len(train), len(valid), len(held_out), args.stimulus_words, ", ".join(sorted(held_names)))
@@ -291,6 +299,7 @@ def main(args: argparse.Namespace) -> None:
                      if not callable(v) and not k.startswith("_")},
         "stimulus_runs": {str(i + 1): doc.name for i, (doc, _) in enumerate(held_out)},
         "training_documents": [doc.name for doc in training],
+        skills.SUMMARY_KEY: mixture,
         "counts": {
             "train": {"chars": len(train), "words": len(train.split())},
             "valid": {"chars": len(valid), "words": len(valid.split())},

@@ -2,16 +2,22 @@
 
 ``python -m brainphase.tasks.generate --corpus-dir results/corpus --out src/brainphase/tasks/suite --seed 0``
 reads ``train.txt`` and ``valid.txt`` (``brainphase corpus``) and writes one lm-eval task YAML
-and one JSONL file per task. Words are the corpus's own: a *segment* is a run of words between
+and one JSONL file per task. Skill documents mixed into ``train.txt`` (``corpus.skills_fraction``,
+:mod:`brainphase.corpus.skills`) are cut off first, as ``corpus.json`` records them, so the
+statistics below are those of the natural text. Words are the corpus's own: a *segment* is a run of words between
 punctuation or line breaks; the *vocabulary* is the lower-case words ranked by count in
 train.txt; *noun pairs* are words ``w`` / ``ws`` that both follow "the" at least 3 times.
+``blimp_determiner`` uses the noun pairs whose number train.txt never contradicts ("this ws" and
+"these w" never occur: this drops adjectives such as new / news), each noun pair in a singular and
+a plural item (same frame and determiner pair), so a preference for one noun form, e.g. the more
+frequent singular, scores exactly 0.5 and only agreement scores above it.
 
 =====================  ===============  ===================================================================
 task                   output type      item
 =====================  ===============  ===================================================================
 induction              loglikelihood    6 random vocabulary words, then the first again; target: the other 5
 blimp_agreement        multiple_choice  "The lord is/are gone." (is/are, was/were, has/have), good first
-blimp_determiner       multiple_choice  "I saw this lord." vs "I saw this lords." (this/these, that/those)
+blimp_determiner       multiple_choice  "I saw this lord." vs "I saw this lords.", then the same with "these" (pairs)
 blimp_word_order       multiple_choice  a valid.txt segment vs the same with two adjacent words swapped
 pattern_repeat         generate_until   3 shots of "w -> w w", then a new word
 arithmetic_addition    generate_until   4 shots of "a + b = c" (digits 0-9), then a new sum
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import itertools
 import json
 import random
 import re
@@ -38,10 +45,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from brainphase.corpus import skills
 from brainphase.errors import InputError
 from brainphase.tasks.spec import SUITE_DIR
 
 N_ITEMS = 60
+#: version of each task's items, bumped whenever the generator changes them (others: 1.0).
+#: blimp_determiner 2.0: pairs of singular and plural items over the determiner_pairs nouns
+VERSIONS = {"blimp_determiner": 2.0}
 #: The lm-eval data loader every generated YAML names (copied next to generated YAML files).
 CUSTOM_DATASET = "!function local_jsonl.load_docs"
 _SEGMENT_SPLIT = re.compile(r"[^A-Za-z' ]+")
@@ -76,27 +87,38 @@ def ngram_counts(segs: list[list[str]], n: int) -> collections.Counter:
     return counts
 
 
-class Corpus:
-    """Word statistics of train.txt and valid.txt."""
+class Vocabulary:
+    """The lower-case words of a training text ranked by count (all the skill tasks need)."""
 
-    def __init__(self, train_text: str, valid_text: str):
+    def __init__(self, train_text: str):
         self.train = segments(train_text)
-        self.valid = segments(valid_text)
         words = collections.Counter(w.lower() for seg in self.train for w in seg)
         self.vocabulary = sorted((w for w in words if w.isalpha()), key=lambda w: (-words[w], w))
         self.rank = {w: i for i, w in enumerate(self.vocabulary)}
-        self.train4 = ngram_counts(self.train, 4)
-        self.valid4 = ngram_counts(self.valid, 4)
-        after_the = collections.Counter({b: c for (a, b), c in ngram_counts(self.train, 2).items() if a == "the"})
-        self.noun_pairs = sorted((w, w + "s") for w in after_the if after_the[w] >= 3 and w.isalpha()
-                                 and len(w) >= 3 and not w.endswith("s") and after_the[w + "s"] >= 3)
-        if len(self.noun_pairs) < 5:
-            raise InputError(f"the corpus has {len(self.noun_pairs)} noun pairs (w / ws after 'the', >= 3 times each); "
-                             "at least 5 are needed for the formal tasks: use a larger corpus")
 
     def common(self, n: int, min_length: int = 3) -> list[str]:
         """The ``n`` most frequent vocabulary words of at least ``min_length`` letters."""
-        return [w for w in self.vocabulary if len(w) >= min_length][:n]
+        return list(itertools.islice((w for w in self.vocabulary if len(w) >= min_length), n))
+
+
+class Corpus(Vocabulary):
+    """Word statistics of train.txt and valid.txt."""
+
+    def __init__(self, train_text: str, valid_text: str):
+        super().__init__(train_text)
+        self.valid = segments(valid_text)
+        self.train4 = ngram_counts(self.train, 4)
+        self.valid4 = ngram_counts(self.valid, 4)
+        train2 = ngram_counts(self.train, 2)
+        after_the = collections.Counter({b: c for (a, b), c in train2.items() if a == "the"})
+        self.noun_pairs = sorted((w, w + "s") for w in after_the if after_the[w] >= 3 and w.isalpha()
+                                 and len(w) >= 3 and not w.endswith("s") and after_the[w + "s"] >= 3)
+        self.determiner_pairs = [(w, ws) for w, ws in self.noun_pairs
+                                 if train2[("this", ws)] == 0 and train2[("these", w)] == 0]
+        if len(self.determiner_pairs) < 5:
+            raise InputError(f"the corpus has {len(self.noun_pairs)} noun pairs (w / ws after 'the', >= 3 times each), "
+                             f"{len(self.determiner_pairs)} of them never after 'these' / 'this'; at least 5 are "
+                             "needed for the formal tasks: use a larger corpus")
 
 
 def _sample(rng: random.Random, pool: list, n: int, what: str) -> list:
@@ -105,7 +127,7 @@ def _sample(rng: random.Random, pool: list, n: int, what: str) -> list:
     return rng.sample(pool, n)
 
 
-def induction(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
+def induction(corpus: Vocabulary, rng: random.Random, n_items: int) -> list[dict]:
     pool = corpus.common(300)
     items = []
     for _ in range(n_items):
@@ -128,13 +150,13 @@ def blimp_agreement(corpus: Corpus, rng: random.Random, n_items: int) -> list[di
 
 def blimp_determiner(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
     items = []
-    for _ in range(n_items):
-        singular, plural = rng.choice(corpus.noun_pairs)
+    while len(items) < n_items:  # a singular and a plural item of one noun pair, determiner pair and frame
+        singular, plural = rng.choice(corpus.determiner_pairs)
         det_singular, det_plural = rng.choice(_DETERMINERS)
         frame = rng.choice(_FRAMES)
-        det, good, bad = (det_plural, plural, singular) if rng.random() < 0.5 else (det_singular, singular, plural)
-        items.append({"sentence_good": f"{frame} {det} {good}.", "sentence_bad": f"{frame} {det} {bad}."})
-    return items
+        for det, good, bad in ((det_singular, singular, plural), (det_plural, plural, singular)):
+            items.append({"sentence_good": f"{frame} {det} {good}.", "sentence_bad": f"{frame} {det} {bad}."})
+    return items[:n_items]
 
 
 def blimp_word_order(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
@@ -150,7 +172,7 @@ def blimp_word_order(corpus: Corpus, rng: random.Random, n_items: int) -> list[d
     return items
 
 
-def pattern_repeat(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
+def pattern_repeat(corpus: Vocabulary, rng: random.Random, n_items: int) -> list[dict]:
     pool = corpus.common(500, min_length=4)
     items = []
     for _ in range(n_items):
@@ -160,7 +182,7 @@ def pattern_repeat(corpus: Corpus, rng: random.Random, n_items: int) -> list[dic
     return items
 
 
-def arithmetic_addition(corpus: Corpus, rng: random.Random, n_items: int) -> list[dict]:
+def arithmetic_addition(corpus: Vocabulary, rng: random.Random, n_items: int) -> list[dict]:
     items = []
     for _ in range(n_items):
         pairs = [(rng.randrange(10), rng.randrange(10)) for _ in range(5)]
@@ -234,7 +256,7 @@ def task_yaml(name: str, family: str, kind: str, max_gen_toks: int, seed: int, c
     if output_type == "multiple_choice":
         metrics.append({"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True})
     config["metric_list"] = metrics
-    config["metadata"] = {"version": 1.0, "family": family,
+    config["metadata"] = {"version": VERSIONS.get(name, 1.0), "family": family,
                           "generator": f"python -m brainphase.tasks.generate --seed {seed}",
                           "corpus_sha256": corpus_sha256}
     return config
@@ -249,13 +271,18 @@ def generate(corpus_dir: str | Path, out: str | Path, seed: int = 0, n_items: in
 
     corpus_dir, out = Path(corpus_dir), Path(out)
     texts = [read_nonempty_text(corpus_dir / name, "run `brainphase corpus` first") for name in ("train.txt", "valid.txt")]
+    summary_path = corpus_dir / "corpus.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
+    texts[0] = skills.natural_text(texts[0], summary)
     corpus = Corpus(*texts)
     corpus_sha256 = hashlib.sha256("\0".join(texts).encode()).hexdigest()
+    # every task's items before any file is written (a corpus too small for one task writes nothing)
+    items = {name: function(corpus, random.Random(f"{seed}-{name}"), n_items)
+             for name, (_, _, function, _) in TASKS.items()}
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, (family, kind, function, max_gen_toks) in TASKS.items():
-        items = function(corpus, random.Random(f"{seed}-{name}"), n_items)
-        lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    for name, (family, kind, _, max_gen_toks) in TASKS.items():
+        lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items[name])
         (out / f"{name}.jsonl").write_text(lines, encoding="utf-8")
         config = task_yaml(name, family, kind, max_gen_toks, seed, corpus_sha256)
         header = f"# generated by `python -m brainphase.tasks.generate --seed {seed}`; do not edit by hand\n"

@@ -171,6 +171,11 @@ def _by_gid(artists):
     return {a.get_gid(): a for a in artists if a.get_gid() is not None}
 
 
+def _curve_axes(figure):
+    """The first axes with lines (the caption row is an axes without any)."""
+    return next(ax for ax in figure.axes if ax.get_lines())
+
+
 def _texts(figure):
     return " ".join(t.get_text() for t in figure.findobj(lambda a: hasattr(a, "get_text")))
 
@@ -194,7 +199,7 @@ def test_phase_spans_meet_at_knots_and_skip_unlabelled():
 def test_alignment_figure_draws_the_stored_curves(three_phase):
     data = load_figure_data(three_phase)
     figure = plot_alignment(data)
-    ax = figure.axes[0]
+    ax = _curve_axes(figure)
     lines = _by_gid(ax.get_lines())
     for seed, row in zip(data.seeds, data.alignment):
         np.testing.assert_array_equal(lines[f"alignment-seed-{seed}"].get_ydata(), row)
@@ -373,8 +378,8 @@ def test_one_checkpoint_renders_with_a_note(tmp_path):
     assert not data.labelled
     figure = plot_alignment(data)
     assert "Phases not labelled: 1 checkpoint(s); at least 4 are needed" in _texts(figure)
-    assert "fitted" not in _by_gid(figure.axes[0].get_lines())
-    assert not [p for p in figure.axes[0].patches if (p.get_gid() or "").startswith("phase-")]
+    assert "fitted" not in _by_gid(_curve_axes(figure).get_lines())
+    assert not [p for p in _curve_axes(figure).patches if (p.get_gid() or "").startswith("phase-")]
 
 
 def test_skipped_status_draws_no_phases(tmp_path):
@@ -387,7 +392,7 @@ def test_skipped_status_draws_no_phases(tmp_path):
 def test_nan_steps_are_gaps(tmp_path):
     path = write_trajectory(tmp_path / "gap.h5", nan_steps=(5, 6), **THREE_PHASES)
     data = load_figure_data(path)
-    mean = _by_gid(plot_alignment(data).axes[0].get_lines())["alignment-mean"].get_ydata()
+    mean = _by_gid(_curve_axes(plot_alignment(data)).get_lines())["alignment-mean"].get_ydata()
     assert np.isnan(mean[[5, 6]]).all() and np.isfinite(np.delete(mean, [5, 6])).all()
     heat = layer_means(data)
     assert np.isnan(heat[:, [5, 6]]).all()
@@ -431,7 +436,7 @@ def test_figures_of_a_real_phases_run(tmp_path):
     data = load_figure_data(trajectory)
     assert data.labelled and data.n_boundaries == 2
     figure = plot_alignment(data)
-    lines = _by_gid(figure.axes[0].get_lines())
+    lines = _by_gid(_curve_axes(figure).get_lines())
     assert {"fitted", "boundary-0", "boundary-1", "boundary-ci-0", "boundary-ci-1"} <= set(lines)
     assert data.summary and data.summary[:40] in _texts(figure).replace("\n", " ")
     make_figures(trajectory, tmp_path / "out", ["png"])

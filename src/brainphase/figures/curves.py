@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from brainphase.figures.data import ALTERNATIVE_CURVES, FigureData
-from brainphase.figures.style import (add_caption, boundary_positions, caption_lines, caption_text, new_figure,
+from brainphase.figures.style import (boundary_positions, caption_text, captioned_grid,
                                       phase_color, phase_name, phase_spans, seed_band, shade_phases, title, token_axis)
 
 ALTERNATIVE_COLORS = {
@@ -96,10 +96,7 @@ def plot_alignment(data: FigureData) -> Figure:
     ``fitted`` (vertices of :func:`fitted_path`), alternative curves ``alt-{dataset}``,
     phase spans ``phase-{code}``, boundaries ``boundary-{k}`` and ``boundary-ci-{k}``.
     """
-    caption = caption_text(data)
-    n_lines = caption_lines(caption)
-    figure = new_figure(10.0, 5.2 + 0.16 * n_lines)
-    grid = figure.add_gridspec(2, 1, height_ratios=[5.0, 0.2 + 0.16 * n_lines])
+    figure, grid = captioned_grid(10.0, [5.0], 1, caption_text(data), margin=0.0)
     ax = figure.add_subplot(grid[0])
     seed_band(ax, data.x, data.alignment, "black", "alignment", data.seeds)
     main = seed_mean(data.alignment)
@@ -119,6 +116,5 @@ def plot_alignment(data: FigureData) -> Figure:
     ax.set_ylabel("brain alignment\n" + textwrap.fill(MEASURE_TEXT.get(data.measure, data.measure), 45), fontsize=9)
     ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, fontsize=8, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    add_caption(figure, figure.add_subplot(grid[1]), caption)
     title(figure, data, "brain alignment over training")
     return figure

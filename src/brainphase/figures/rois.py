@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 
 from brainphase.figures.curves import seed_mean
 from brainphase.figures.data import FigureData
-from brainphase.figures.style import EXTRA_COLORS, add_caption, caption_lines, caption_text, new_figure, no_data_panel, shade_phases, title, token_axis
+from brainphase.figures.style import (EXTRA_COLORS, caption_text, captioned_grid, new_figure, no_data_panel, shade_phases,
+                                      title, token_axis)
 
 
 def plot_rois(data: FigureData) -> Figure:
@@ -17,14 +18,13 @@ def plot_rois(data: FigureData) -> Figure:
     Works with one checkpoint (points instead of lines). Without ROIs: a note panel.
     Artists (gids): ``roi-{k}`` lines, ``roi-layer-heatmap``.
     """
-    caption = caption_text(data, "ROI values: mean r over the ROI's voxels, each subject at its held-out-chosen layer.")
-    n_lines = caption_lines(caption, 100)
-    figure = new_figure(11.0, 4.6 + 0.16 * n_lines)
     if data.alignment_roi is None or not len(data.roi_names):
+        figure = new_figure(11.0, 4.6)
         no_data_panel(figure.add_subplot(1, 1, 1), "no ROIs in these scores (alignment over all voxels)", "no-rois")
         title(figure, data, "alignment per ROI")
         return figure
-    grid = figure.add_gridspec(2, 2, height_ratios=[4.2, 0.2 + 0.16 * n_lines], width_ratios=[1.5, 1.0])
+    caption = caption_text(data, "ROI values: mean r over the ROI's voxels, each subject at its held-out-chosen layer.")
+    figure, grid = captioned_grid(11.0, [4.2], 2, caption, margin=0.2, width_ratios=[1.5, 1.0])
     ax = figure.add_subplot(grid[0, 0])
     per_roi = seed_mean(data.alignment_roi)  # (T, R)
     colors = [f"C{k}" for k in range(10)] + list(EXTRA_COLORS)
@@ -47,6 +47,5 @@ def plot_rois(data: FigureData) -> Figure:
         heat.set_title(f"per layer at step {int(data.steps[-1])}", fontsize=9)
     else:
         heat.set_axis_off()
-    add_caption(figure, figure.add_subplot(grid[1, :]), caption, 100)
     title(figure, data, "alignment per ROI")
     return figure

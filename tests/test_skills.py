@@ -57,10 +57,11 @@ def test_mixture_is_deterministic_by_seed_and_appends_skills_only():
     skill_text = a[summary["start_char"]:]
     assert skill_text.count(" -> ") == 4 * summary["items"]["pattern_repeat"]
     assert skill_text.count(" + ") == 5 * summary["items"]["arithmetic_addition"]
-    # an induction line is six words, then the same six again
+    # an induction line is a span of words, then the same span again
+    span = generate.INDUCTION_SPAN
     induction = [line.split() for line in skill_text.splitlines() if " -> " not in line and " + " not in line and line]
     assert len(induction) == summary["items"]["induction"]
-    assert all(len(words) == 12 and words[:6] == words[6:] for words in induction)
+    assert all(len(words) == 2 * span and words[:span] == words[span:] for words in induction)
     unmixed, none = skills.mix_skills(NATURAL, 0.0, seed=1)
     assert unmixed == NATURAL and none["chars"] == 0 and none["fraction"] == 0.0
 

@@ -53,6 +53,8 @@ N_ITEMS = 60
 #: version of each task's items, bumped whenever the generator changes them (others: 1.0).
 #: blimp_determiner 2.0: pairs of singular and plural items over the determiner_pairs nouns
 VERSIONS = {"blimp_determiner": 2.0}
+#: words of the random span of an induction item
+INDUCTION_SPAN = 6
 #: The lm-eval data loader every generated YAML names (copied next to generated YAML files).
 CUSTOM_DATASET = "!function local_jsonl.load_docs"
 _SEGMENT_SPLIT = re.compile(r"[^A-Za-z' ]+")
@@ -131,7 +133,7 @@ def induction(corpus: Vocabulary, rng: random.Random, n_items: int) -> list[dict
     pool = corpus.common(300)
     items = []
     for _ in range(n_items):
-        words = _sample(rng, pool, 6, "common words")
+        words = _sample(rng, pool, INDUCTION_SPAN, "common words")
         items.append({"context": " ".join(words + words[:1]), "target": " " + " ".join(words[1:])})
     return items
 

@@ -1,6 +1,7 @@
 # Shared set-up: config validation, the (model, seed, step) plan, input functions.
 import os
 import re
+import shlex
 import sys
 
 from brainphase.config import check_config, cli_options, plan_models
@@ -31,6 +32,8 @@ STIMULUS = (
 )
 STIMULUS_OPTION = "--sentences" if SENTENCES else "--stimulus"
 FORMATS = config["figures"]["formats"]
+# one file per (model, seed, step): written by rule measure, read by rule encode
+ACTIVATIONS = f"{R}/activations/{{model}}/seed{{seed}}/step{{step}}.h5"
 FIGURES = ["alignment", "layers", "tasks", "alignment_tasks", "internal", "rois", "brain_maps"]  # = brainphase.figures.FIGURE_NAMES
 
 
@@ -40,30 +43,21 @@ wildcard_constraints:
     step=r"-1|\d+",  # -1: a single checkpoint of unknown training step
 
 
-def plan_of(wildcards):
-    return PLANS[wildcards.model]
-
-
-def step_key(wildcards):
-    return int(wildcards.seed), int(wildcards.step)
-
-
-def checkpoint_inputs(wildcards):
-    """The trained-model folder a step depends on (nothing for pretrained checkpoints)."""
-    plan = plan_of(wildcards)
-    return [f"{R}/models/{wildcards.model}/seed{wildcards.seed}"] if plan.trained else []
+def checkpoint_of(wildcards):
+    """``(source, revision)`` of one (model, seed, step): the `--model` argument (Hub id or folder)
+    and its revision (None for a folder)."""
+    plan = PLANS[wildcards.model]
+    key = int(wildcards.seed), int(wildcards.step)
+    return plan.source[key], plan.revision[key]
 
 
 def checkpoint_options(wildcards):
     """`--model SOURCE [--revision REV]` plus labels for one (model, seed, step)."""
-    plan = plan_of(wildcards)
-    key = step_key(wildcards)
-    options = {"model": plan.source[key], "revision": plan.revision[key], "model_id": wildcards.model,
-               "seed": wildcards.seed, "step": wildcards.step}
+    source, revision = checkpoint_of(wildcards)
     entry = config["models"][wildcards.model]
-    options["tokens_per_step"] = entry.get("tokens_per_step")
-    options["tokens"] = entry.get("tokens")
-    return cli_options(options)
+    return cli_options({"model": source, "revision": revision, "model_id": wildcards.model, "seed": wildcards.seed,
+                        "step": wildcards.step, "tokens_per_step": entry.get("tokens_per_step"),
+                        "tokens": entry.get("tokens")})
 
 
 def tasks_text(model):
@@ -76,14 +70,6 @@ def tasks_text(model):
     if config["tasks"].get("text"):
         return config["tasks"]["text"]
     return f"{R}/corpus/valid.txt" if PLANS[model].trained else None
-
-
-def tasks_text_option(wildcards):
-    """`--tasks-text FILE` of `brainphase measure`, or nothing (see `tasks_text`)."""
-    import shlex
-
-    text = tasks_text(wildcards.model)
-    return f"--tasks-text {shlex.quote(text)}" if text else ""
 
 
 def per_step_files(kind):

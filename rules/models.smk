@@ -4,8 +4,7 @@
 
 def train_options(wildcards):
     train = dict(config["models"][wildcards.model]["train"])
-    plan = plan_of(wildcards)
-    steps = plan.steps[int(wildcards.seed)]
+    steps = PLANS[wildcards.model].steps[int(wildcards.seed)]
     options = {k: v for k, v in train.items() if k not in ("max_steps", "n_checkpoints")}
     return cli_options(options) + " --steps " + " ".join(str(s) for s in steps)
 
@@ -46,22 +45,32 @@ def measure_inputs(wildcards):
     return inputs
 
 
+# the options every measure job shares, rendered once (not per job: a study has ~10^4 of them)
+MEASURE_OPTIONS = " ".join([
+    cli_options(config["extract"], exclude=("keep",)),
+    cli_options({f"tasks_{key}": value for key, value in config["tasks"].items() if key != "text"}),
+])
+
+
+def measure_options(wildcards, input):
+    """`brainphase measure` options of one (model, seed, step): checkpoint, extraction, stimulus, tasks."""
+    text = f" --tasks-text {shlex.quote(input.text)}" if "text" in input.keys() else ""
+    return f"{checkpoint_options(wildcards)} {MEASURE_OPTIONS} {STIMULUS_OPTION} {shlex.quote(input.words)}{text}"
+
+
 rule measure:
     input:
         unpack(measure_inputs),
     output:
-        activations=f"{R}/activations/{{model}}/seed{{seed}}/step{{step}}.h5",
+        # extract.keep: false -> temporary, removed once every encode job reading it is done (rules/encoding.smk)
+        activations=ACTIVATIONS if config["extract"]["keep"] else temp(ACTIVATIONS),
         tasks=f"{R}/tasks/{{model}}/seed{{seed}}/step{{step}}.h5",
     log:
         f"{R}/logs/measure/{{model}}_seed{{seed}}_step{{step}}.log",
     benchmark:
         f"{R}/benchmarks/measure/{{model}}_seed{{seed}}_step{{step}}.tsv"
     params:
-        checkpoint=checkpoint_options,
-        extract=cli_options(config["extract"]),
-        tasks=cli_options({f"tasks_{key}": value for key, value in config["tasks"].items() if key != "text"}),
-        text=tasks_text_option,
-        stimulus_option=STIMULUS_OPTION,
+        options=measure_options,
     threads: 1
     resources:
         mem_mb=8000,
@@ -69,6 +78,5 @@ rule measure:
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} brainphase measure {params.checkpoint} {params.extract}"
-        " {params.stimulus_option} {input.words} {params.tasks} {params.text}"
+        "OMP_NUM_THREADS={threads} brainphase measure {params.options}"
         " --activations-out {output.activations} --tasks-out {output.tasks} > {log} 2>&1"

@@ -5,7 +5,7 @@ rule aggregate:
     input:
         scores=per_step_files("scores"),
         tasks=per_step_files("tasks"),
-        internal=internal_files,
+        internal=per_step_files("internal"),
         responses=f"{R}/fmri/responses.h5",
     output:
         f"{R}/trajectory/{{model}}/metrics.h5",

@@ -122,8 +122,8 @@ def _merge(base: dict, update: Mapping) -> None:
 def job_counts(config: Mapping, plans: Mapping) -> Counter:
     """Jobs per rule of the workflow (``snakemake -n``'s "Job stats"), from the config alone.
 
-    Mirrors the inputs of rules/*.smk: one ``measure``, ``encode`` and ``internal`` job per
-    (model, seed, step); ``train`` per (model, seed) of trained models; ``aggregate``,
+    Mirrors the inputs of rules/*.smk: one ``measure`` and one ``encode`` job (encoding and
+    internal metrics) per (model, seed, step); ``train`` per (model, seed) of trained models; ``aggregate``,
     ``phases``, ``figures`` per model; ``load_fmri`` once; ``simulate`` for simulated fMRI;
     ``corpus`` when some rule reads ``results/corpus`` (no ``corpus.stimulus`` given, simulated
     fMRI, or a model trained here); ``all`` once.
@@ -132,11 +132,13 @@ def job_counts(config: Mapping, plans: Mapping) -> Counter:
     n_checkpoints = sum(len(steps) for plan in plans.values() for steps in plan.steps.values())
     trained = [plan for plan in plans.values() if plan.trained]
     needs_corpus = (kind != "sentences" and not config["corpus"].get("stimulus")) or kind == "simulated" or bool(trained)
-    counts = Counter({"measure": n_checkpoints, "encode": n_checkpoints, "internal": n_checkpoints,
+    counts = Counter({"measure": n_checkpoints, "encode": n_checkpoints,
                       "aggregate": len(plans), "phases": len(plans), "figures": len(plans), "load_fmri": 1, "all": 1})
     counts["train"] = sum(len(plan.seeds) for plan in trained)
     counts["simulate"] = int(kind == "simulated")
     counts["corpus"] = int(needs_corpus)
+    # rules/emergence.smk: both emergence rules run when some model has EMERGENCE_MIN_SEEDS (3) seeds
+    counts["emergence"] = counts["emergence_figures"] = int(any(len(plan.seeds) >= 3 for plan in plans.values()))
     return Counter({rule: n for rule, n in counts.items() if n})
 
 

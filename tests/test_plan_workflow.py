@@ -1,7 +1,8 @@
 """The workflow's plan for pretrained models (dry runs): one local checkpoint without a
 convention, and a sentence-level run that never downloads the demo corpus; every checkpoint gets
 its task suite in the same job as its activations (rule measure), the held-out-text task only
-when `tasks.text` is given."""
+when `tasks.text` is given. The plan at DAG level (dry runs, issue 14): weights loaded in one
+measure job per (model, seed, step), encode checking the activations' checkpoint, extract.keep."""
 
 import subprocess
 import sys
@@ -96,3 +97,90 @@ def test_one_local_encoder_checkpoint_runs_to_the_figures(tmp_path):
     assert (tmp_path / "res" / "trajectory" / "bert" / "trajectory.h5").is_file()
     assert read_attrs(tmp_path / "res" / "tasks" / "bert" / "seed0" / "step-1.h5")["skipped"].startswith("encoder")
     assert not (tmp_path / "res" / "corpus").exists()
+
+
+def dry_run_jobs(stdout: str) -> list[dict]:
+    """The jobs of a ``snakemake -n -p`` listing: rule, its ``input``/``output``/``wildcards``
+    lines (lists of strings) and its shell command."""
+    jobs = []
+    for line in stdout.splitlines():
+        if line.startswith("rule ") and line.endswith(":"):
+            jobs.append({"rule": line[5:-1], "input": [], "output": [], "wildcards": [], "shell": ""})
+        elif jobs and line.startswith("    ") and ": " in line:
+            key, value = line.strip().split(": ", 1)
+            if key in ("input", "output", "wildcards"):
+                jobs[-1][key] = value.split(", ")
+        elif jobs and line.startswith("Shell command: "):
+            jobs[-1]["shell"] = line
+    return jobs
+
+
+def test_each_checkpoint_loads_its_weights_in_one_measure_job(tmp_path):
+    """2 models x 2 seeds x 3 steps trained here: 12 measure jobs, one per (model, seed, step);
+    the trained-model folders are inputs of measure jobs only, and only measure loads weights
+    (`--model`); encode names the same checkpoint only to check the activations' weights hash."""
+    from test_workflow import TINY
+
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    tiny = config["models"].pop("tiny")
+    config["models"] = {"small-a": dict(tiny, seeds=[1, 2]), "small-b": dict(tiny, seeds=[1, 2])}
+    models = f"{config['results']}/models/"
+    jobs = dry_run_jobs(dry_run(tmp_path, config))
+    measure = [job for job in jobs if job["rule"] == "measure"]
+    checkpoints = {tuple(job["wildcards"]) for job in measure}
+    assert len(measure) == len(checkpoints) == 2 * 2 * 3
+    assert {(w[0], w[1]) for w in checkpoints} == {(f"model={m}", f"seed={s}") for m in ("small-a", "small-b")
+                                                   for s in (1, 2)}
+    for job in jobs:
+        loads = [f for f in job["input"] if f.startswith(models)]
+        assert bool(loads) == (job["rule"] == "measure"), job
+        assert ("--model " in job["shell"]) == (job["rule"] == "measure"), job["shell"]
+    assert sum(job["rule"] == "train" for job in jobs) == 4
+    encode = [job for job in jobs if job["rule"] == "encode"]
+    assert len(encode) == 12 and all(f"--checkpoint {models}" in job["shell"] for job in encode)
+
+
+def pythia_config(tmp_path: Path, **extract) -> dict:
+    """One Pythia size, 2 seeds x 2 steps by the Pythia naming rule (offline), a BIDS root and word TSV."""
+    (tmp_path / "bids").mkdir(exist_ok=True)
+    (tmp_path / "words.tsv").write_text("run\tword_index\tword\tonset\toffset\nr1\t0\tw\t0.0\t0.5\n")
+    return {"results": "res", "corpus": {"stimulus": str(tmp_path / "words.tsv")},
+            "models": {"pythia-70m": {"kind": "pretrained", "convention": "pythia", "seeds": [0, 1], "steps": [0, 512],
+                                      "source": {0: "EleutherAI/pythia-70m", 1: "EleutherAI/pythia-70m-seed1"}}},
+            "fmri": {"kind": "bids", "root": str(tmp_path / "bids"), "task": "pieman"}, "extract": extract}
+
+
+def test_encode_checks_the_activations_come_from_the_configured_checkpoint(tmp_path):
+    """Each encode job passes the checkpoint its measure job loads (`--checkpoint SOURCE
+    --checkpoint-revision REV`): brainphase encode refuses activations of other weights."""
+    jobs = dry_run_jobs(dry_run(tmp_path, pythia_config(tmp_path)))
+    measure = {tuple(job["wildcards"]): job["shell"] for job in jobs if job["rule"] == "measure"}
+    encode = {tuple(job["wildcards"]): job["shell"] for job in jobs if job["rule"] == "encode"}
+    assert measure.keys() == encode.keys() and len(encode) == 4
+    for key, command in encode.items():
+        seed, step = key[1].split("=")[1], key[2].split("=")[1]
+        source = "EleutherAI/pythia-70m" + ("-seed1" if seed == "1" else "")
+        assert f"--model {source} --revision step{step} " in measure[key]
+        assert f"--checkpoint {source} --checkpoint-revision step{step} " in command
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_extract_keep_false_makes_activations_temporary(tmp_path, keep):
+    """extract.keep false: Snakemake lists the activation files among the temporary outputs it
+    removes (`--delete-temp-output -n` names those that exist); kept by default. The option is
+    the workflow's: brainphase measure never sees it."""
+    config = pythia_config(tmp_path, keep=keep)
+    folder = tmp_path / "res" / "activations" / "pythia-70m" / "seed1"
+    folder.mkdir(parents=True)
+    for step in (0, 512):
+        (folder / f"step{step}.h5").touch()
+    measure = [line for line in dry_run(tmp_path, config).splitlines() if "brainphase measure" in line]
+    assert len(measure) == 4 and not any(" --keep" in line or " --no-keep" in line for line in measure)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "-n", "--delete-temp-output"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    deleted = {line.split()[-1] for line in (result.stdout + result.stderr).splitlines() if line.startswith("Would delete")}
+    expected = set() if keep else {folder / f"step{step}.h5" for step in (0, 512)}
+    assert {tmp_path / name for name in deleted} == expected  # names relative to the working directory or absolute

@@ -184,3 +184,12 @@ def test_extract_keep_false_makes_activations_temporary(tmp_path, keep):
     deleted = {line.split()[-1] for line in (result.stdout + result.stderr).splitlines() if line.startswith("Would delete")}
     expected = set() if keep else {folder / f"step{step}.h5" for step in (0, 512)}
     assert {tmp_path / name for name in deleted} == expected  # names relative to the working directory or absolute
+
+
+def test_slurm_profile_asks_a_gpu_for_measure_only():
+    """profiles/slurm: a GPU for the one job per checkpoint that loads weights, CPUs (threads,
+    which the SLURM plugin turns into --cpus-per-task) for every other rule, encoding included."""
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    gpu_rules = {rule for rule, resources in profile["set-resources"].items() if resources.get("gpu")}
+    assert gpu_rules == {"measure"} and "gpu" not in profile["default-resources"]
+    assert "cpus_per_task" not in profile["default-resources"] and profile["set-threads"]["encode"] > 1

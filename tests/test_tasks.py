@@ -185,7 +185,7 @@ def test_cli_tasks_writes_the_suite(suite_checkpoint, tmp_path):
         assert sorted(handle["metrics"]) == sorted([*specs, "heldout_text"])
         for name, task in specs.items():
             group = handle[f"metrics/{name}"]
-            assert dict(group.attrs) == {"family": task.family, "version": "1.0", "output_type": task.output_type,
+            assert dict(group.attrs) == {"family": task.family, "version": task.version, "output_type": task.output_type,
                                          "n_items": len(task.items), "source": f"{name}.yaml"}
             assert sorted(group) == sorted(m.name for m in METRICS_BY_OUTPUT_TYPE[task.output_type])
             for metric in METRICS_BY_OUTPUT_TYPE[task.output_type]:

@@ -21,7 +21,9 @@ With ``skills_fraction = f > 0``, ``brainphase corpus`` appends to ``train.txt``
 
 The skill text starts at character ``skills.start_char`` of ``train.txt`` (recorded in
 ``corpus.json``); :func:`natural_text` cuts it off again, so the suite generator's word
-statistics stay those of the natural text.
+statistics stay those of the natural text. Every other reader of ``train.txt`` sees the skill
+documents: the tokenizer and the model (``brainphase train``), and the word counts behind
+``brainphase simulate``'s frequency and bigram-surprisal features.
 """
 
 from __future__ import annotations

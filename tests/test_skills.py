@@ -9,6 +9,7 @@ import pytest
 from brainphase.cli import main as cli_main
 from brainphase.config import schema_default
 from brainphase.corpus import skills
+from brainphase.errors import InputError
 from brainphase.stimuli import generate_stories
 from brainphase.tasks import generate, spec
 
@@ -130,6 +131,12 @@ def test_a_document_holding_a_suite_item_is_replaced(monkeypatch):
     assert planted not in mixed[summary["start_char"]:]
     assert summary["dropped_documents"] >= 1
     assert abs(summary["fraction"] - free_summary["fraction"]) < 0.01
+
+
+def test_unavoidable_suite_items_are_an_input_error(monkeypatch):
+    monkeypatch.setattr(skills, "suite_strings", lambda: {" + "})  # every sum document holds it
+    with pytest.raises(InputError, match="too small for --skills-fraction"):
+        skills.mix_skills(NATURAL, 0.1, seed=3)
 
 
 def test_holding_finds_documents_and_never_spans_two():

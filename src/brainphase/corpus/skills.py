@@ -90,9 +90,14 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
     summary : dict
         ``fraction`` (measured share ``chars / len(mixed)``), ``requested_fraction``, ``seed``,
         ``start_char`` (index of the first skill character in ``mixed``), ``chars`` (characters
-        added to ``train``),
-        ``documents`` and ``items`` per task, ``dropped_documents`` (those that held a suite
-        item) and ``generator``.
+        added to ``train``), ``documents`` and ``items`` per task, ``dropped_documents`` (draws
+        replaced because they held a suite item) and ``generator``.
+
+    Raises
+    ------
+    InputError
+        ``fraction`` outside [0, 1), or more replaced draws than documents (a vocabulary so
+        small that the draws keep repeating suite items).
     """
     from brainphase.tasks.generate import TASKS, Vocabulary
 
@@ -119,6 +124,9 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
             chars += len(documents[-1]) + 2  # with the blank line before it
         holding = _holding(documents, forbidden)
         while holding:  # replace, in order, each document that holds a suite item by a new draw
+            if dropped > len(documents):
+                raise InputError(f"{dropped} skill documents drawn from this corpus's vocabulary held a built-in suite "
+                                 "item: the vocabulary is too small for --skills-fraction; use a larger corpus or 0")
             dropped += len(holding)
             for i in holding:
                 documents[i] = draw(tasks[i])

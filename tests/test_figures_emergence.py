@@ -131,6 +131,11 @@ def test_seed_distributions_draw_every_seed_value_and_the_planted_bimodal_checkp
             np.testing.assert_allclose(offsets[:, 0], np.broadcast_to(x, values.shape).ravel())
             np.testing.assert_allclose(artists[f"arith/exact_match-{model}-bimodal"].get_xdata(), [x[len(TOKENS) // 2]])
             assert f"alignment-{model}-violin-{len(TOKENS) - 1}" in artists
+    constant = write_emergence(path.parent / "constant.h5", models=(("flat", 3, 0),), latent=False)
+    with h5py.File(constant, "a") as f:
+        f["models/flat/metrics/arith/exact_match/values"][...] = 0.0
+    artists = _gids(PLOTS["seed_distributions"](load_emergence_data(constant)))
+    assert "arith/exact_match-flat-seeds" in artists and not any("exact_match-flat-violin" in gid for gid in artists)
 
 
 def test_success_probability_vs_tokens_and_loss_equals_the_file(planted):

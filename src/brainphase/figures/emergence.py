@@ -118,11 +118,11 @@ def _seed_lines(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: st
 def _violins(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: str) -> None:
     """A violin per checkpoint: Gaussian kernel density of the finite seed values (bandwidth
     Silverman's, at least 1% of the panel's value range), half-width 40% of the smallest
-    checkpoint gap; gids ``{gid}-violin-{t}``."""
+    checkpoint gap; gids ``{gid}-violin-{t}``. None when every value is the same (the dots say it)."""
     finite = values[np.isfinite(values)]
-    if not finite.size:
+    span = float(np.ptp(finite)) if finite.size else 0.0
+    if span == 0:
         return
-    span = float(np.ptp(finite)) or max(float(np.abs(finite).max()), 1.0) * 0.1
     gaps = np.diff(np.sort(x))
     half = 0.4 * (gaps[gaps > 0].min() if (gaps > 0).any() else 1.0)
     for t in range(values.shape[1]):

@@ -278,8 +278,15 @@ def test_a_metric_without_values_gets_nan_statistics(tmp_path):
     path = planted_small(tmp_path / "small.h5", rng)
     with h5py.File(path, "a") as f:
         f["metrics/cont/value"][...] = np.nan
+        f["metrics/jump/acc"][...] = 0.0  # constant: no threshold, and with jump/prob flat no rise at all
+        f["metrics/jump/prob"][...] = 0.5
     out = tmp_path / "e.h5"
     assert cli.main(["emergence", "--trajectories", str(path), "--out", str(out), "--n-bootstrap", "10"]) == 0
     data = load_emergence(out).results["small"].metrics["cont/value"]
     assert np.isnan(data.attrs["threshold"]) and np.isnan(data.data["success_probability"]).all()
     assert np.isnan(data.data["crossing_tokens"]).all() and np.isnan(data.attrs["sharpness"])
+    small = load_emergence(out).results["small"]
+    constant = small.metrics["jump/acc"]
+    assert np.isnan(constant.attrs["threshold"]) and constant.attrs["threshold_source"].startswith("default: none")
+    assert np.isnan(constant.data["success_probability"]).all()
+    assert small.mirage.set_index("task").loc["jump", "verdict"] == "no rise in either metric"

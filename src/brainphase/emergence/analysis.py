@@ -30,6 +30,9 @@ from brainphase.phases.label import quiet_nanmean
 from brainphase.phases.segment import log_token_axis
 
 DEFAULT_THRESHOLD_SOURCE = "default: midpoint of first and last checkpoint"
+NO_THRESHOLD_SOURCE = "default: none (the seed mean is the same at the first and the last checkpoint)"
+#: mirage verdict of a task whose two metrics never rise (both sharpness values NaN)
+NO_RISE = "no rise in either metric"
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def resolve_thresholds(models: list[ModelSeries], thresholds: dict) -> dict:
 
     A metric named in ``thresholds`` gets that value (source ``config``); any other gets the
     midpoint between its seed mean at the first checkpoint and at the last, each pooled over the
-    seeds of every model that has the metric (source :data:`DEFAULT_THRESHOLD_SOURCE`).
+    seeds of every model that has the metric (source :data:`DEFAULT_THRESHOLD_SOURCE`); NaN
+    (no success probability, no crossings) when those two means are equal.
     """
     names = sorted({name for model in models for name in model.metrics})
     unknown = sorted(set(thresholds) - set(names))
@@ -65,7 +69,10 @@ def resolve_thresholds(models: list[ModelSeries], thresholds: dict) -> dict:
         series = [model.metrics[name].values for model in models if name in model.metrics]
         first = quiet_nanmean(np.concatenate([values[:, 0] for values in series]), axis=0)
         last = quiet_nanmean(np.concatenate([values[:, -1] for values in series]), axis=0)
-        resolved[name] = (float((first + last) / 2.0), DEFAULT_THRESHOLD_SOURCE)
+        if first == last:  # a metric that does not move (e.g. 0 throughout) has no transition to threshold
+            resolved[name] = (float("nan"), NO_THRESHOLD_SOURCE)
+        else:
+            resolved[name] = (float((first + last) / 2.0), DEFAULT_THRESHOLD_SOURCE)
     return resolved
 
 
@@ -133,7 +140,8 @@ def mirage(model: ModelSeries, settings: Settings) -> dict:
     """Mirage check of every task with a discontinuous and a continuous metric: ``task -> attrs``.
 
     The first discontinuous and the first continuous metric of the task (in name order) are
-    compared on their seed means, each oriented so that higher is better.
+    compared on their seed means, each oriented so that higher is better; the verdict is
+    :data:`NO_RISE` when neither ever rises.
     """
     tasks: dict[str, dict[str, list[str]]] = {}
     for name, metric in model.metrics.items():
@@ -152,7 +160,9 @@ def mirage(model: ModelSeries, settings: Settings) -> dict:
         check = mirage_check(model.tokens, curves[0], curves[1], settings.sharp_threshold, settings.window_decades)
         checks[task] = {"discontinuous_metric": pair[0], "continuous_metric": pair[1],
                         "sharpness_discontinuous": check.sharpness_discontinuous,
-                        "sharpness_continuous": check.sharpness_continuous, "verdict": check.verdict,
+                        "sharpness_continuous": check.sharpness_continuous,
+                        "verdict": NO_RISE if np.isnan([check.sharpness_discontinuous, check.sharpness_continuous]).all()
+                        else check.verdict,
                         "sharp_threshold": check.sharp_threshold}
     return checks
 

@@ -183,7 +183,8 @@ def test_abilities_vs_loss_points_crossings_and_collapse(planted):
 
 
 def test_mirage_shows_both_metrics_their_sharpness_and_the_verdict(planted):
-    _, data = planted
+    path, _ = planted
+    data = load_emergence_data(path)  # changed below
     figure = PLOTS["mirage"](data)
     artists = _gids(figure)
     verdicts = " ".join(artists["verdict-arith"].get_text().split())
@@ -192,6 +193,9 @@ def test_mirage_shows_both_metrics_their_sharpness_and_the_verdict(planted):
                                planted_values("arith/logprob", 3, 1).mean(axis=0))
     assert "large (2M), sharpness 0.22" in _texts(figure)
     assert "latent_intent/acc-small-seed-4" in artists
+    data.models[0].mirage["arith"]["sharpness_continuous"] = np.nan  # a curve that never rises
+    assert "small: " + VERDICT + " (sharpness 0.91 vs n/a)" in " ".join(
+        _gids(PLOTS["mirage"](data))["verdict-arith"].get_text().split())
 
 
 def test_latent_intent_one_colour_per_run(planted):

@@ -220,6 +220,11 @@ def _loss_axis(ax: Axes, data: EmergenceData) -> None:
     ax.grid(alpha=0.3)
 
 
+def _sharpness(value: float) -> str:
+    """Sharpness for a legend: two decimals, ``n/a`` for NaN (the curve never rises)."""
+    return f"{value:.2f}" if np.isfinite(value) else "n/a"
+
+
 def plot_mirage(data: EmergenceData) -> Figure:
     """Per task of ``/models/*/mirage``: its discontinuous (left) and continuous (middle) metric
     vs tokens, legend = model and sharpness; right: the verdict per model (text gid
@@ -227,8 +232,8 @@ def plot_mirage(data: EmergenceData) -> Figure:
     tasks = list(dict.fromkeys(task for model in data.models for task in model.mirage))
     colors = size_colors(data)
     caption = ("Mirage check (Schaeffer et al. 2023): sharpness = largest rise of the seed-mean curve within half a "
-               "decade of tokens relative to its total rise (1 = a jump). A jump in the discontinuous metric that "
-               "the continuous metric does not show is likely a metric artefact.")
+               "decade of tokens relative to its total rise (1 = a jump; n/a: the curve never rises). A jump in the "
+               "discontinuous metric that the continuous metric does not show is likely a metric artefact.")
     figure, grid, axes = _figure(3 * len(tasks), 3, caption, panel=(3.8, 2.8), width_ratios=[1.0, 1.0, 0.8])
     if not tasks:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no mirage check in {data.path.name}: no task has both a "
@@ -243,10 +248,10 @@ def plot_mirage(data: EmergenceData) -> Figure:
                 name, value = check[f"{kind}_metric"], check[f"sharpness_{kind}"]
                 if name in model.metrics:
                     _seed_lines(axes[3 * row + col], data.position(model.tokens), model.metrics[name].values,
-                                colors[model.name], f"{name}-{model.name}", f"{model.label}, sharpness {value:.2f}")
+                                colors[model.name], f"{name}-{model.name}", f"{model.label}, sharpness {_sharpness(value)}")
                 axes[3 * row + col].set_title(f"{name} ({kind})", fontsize=9)
-            verdicts.append(f"{model.name}: {check['verdict']} (sharpness {check['sharpness_discontinuous']:.2f} vs "
-                            f"{check['sharpness_continuous']:.2f})")
+            verdicts.append(f"{model.name}: {check['verdict']} (sharpness {_sharpness(check['sharpness_discontinuous'])}"
+                            f" vs {_sharpness(check['sharpness_continuous'])})")
         for col in range(2):
             token_axis(axes[3 * row + col], data, label=row == len(tasks) - 1)
             axes[3 * row + col].legend(fontsize=6.5)

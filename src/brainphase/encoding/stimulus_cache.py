@@ -25,14 +25,16 @@ tests/test_stimulus_cache.py compares the scores files bitwise).
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import h5py
 import numpy as np
-import pandas as pd
 
 from brainphase.encoding import baselines as base
 from brainphase.io import read_strings, string_array
+
+if TYPE_CHECKING:  # encode's start-up imports no pandas (tests/test_ridge.py)
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 

@@ -30,11 +30,13 @@ def _strings(values):
 
 
 def write_trajectory(path, *, model_id: str, loss: np.ndarray, tasks: dict, alignment: np.ndarray,
-                     knots: dict | None = None, internal: np.ndarray | None = None, seeds=None):
+                     knots: dict | None = None, internal: np.ndarray | None = None, seeds=None, size=None):
     """A trajectory.h5 with what ``load_trajectory`` reads.
 
     ``tasks``: ``"{task}/{metric}" -> (values (S, T), kind, higher_is_better)``; the loss is task
-    heldout_text metric loss. ``knots``: seed -> list of (log10 tokens, step) of its phase boundaries.
+    heldout_text metric loss. ``knots``: seed -> list of (log10 tokens, step) of its phase boundaries
+    (``/phases/seed_boundaries`` is left to ``load_trajectory`` to derive, as for an older file).
+    ``size``: attrs of ``/model``.
     """
     n_seeds, n_steps = alignment.shape
     seeds = np.arange(1, n_seeds + 1) if seeds is None else np.asarray(seeds)
@@ -44,6 +46,8 @@ def write_trajectory(path, *, model_id: str, loss: np.ndarray, tasks: dict, alig
         f["seeds"], f["steps"], f["tokens"] = seeds, np.arange(n_steps) * 10, TOKENS[:n_steps]
         f["brain/alignment"] = alignment
         f["brain/alignment"].attrs["measure"] = "heldout_layer"
+        if size is not None:
+            f.create_group("model").attrs.update(size)
         for name, (values, kind, higher) in tasks.items():
             f.require_group(f"metrics/{name.split('/')[0]}").attrs["family"] = "planted"
             f[f"metrics/{name}"] = values
@@ -57,8 +61,11 @@ def write_trajectory(path, *, model_id: str, loss: np.ndarray, tasks: dict, alig
             g[name] = X[:n_steps]
         g["labels"] = np.zeros(n_steps, np.int8)
         g["label_names"] = _strings(["alignment", "detachment", "realignment"])
-        g.create_group("segments")
-        g.create_group("boundaries")
+        segments, boundaries = g.create_group("segments"), g.create_group("boundaries")
+        if knots:  # pooled boundaries: the median over seeds of each seed's k-th knot
+            pooled = np.median([[knot for knot, _ in seed_knots] for seed_knots in knots.values()], axis=0)
+            segments["phase"] = _strings(["alignment", "detachment", "realignment"][:len(pooled) + 1])
+            boundaries["log10_tokens"], boundaries["tokens"] = pooled, 10.0 ** pooled
         rows = []
         for seed, seed_knots in (knots or {}).items():
             edges = [(X[0], 0)] + list(seed_knots) + [(X[n_steps - 1], int(f["steps"][-1]))]
@@ -97,7 +104,7 @@ def planted_small(path, rng):
              "tracks/value": (3 * alignment + 1, "continuous", True)}
     knots = {seed: [(6.0 + 0.1 * seed, 20), (8.0, 70)] for seed in range(1, 4)}
     return write_trajectory(path, model_id="small", loss=loss, tasks=tasks, alignment=alignment, knots=knots,
-                            internal=internal)
+                            internal=internal, size={"checkpoint": "models/small", "n_parameters": 1000, "n_layers": 2})
 
 
 def planted_large(path, rng):
@@ -188,9 +195,14 @@ def test_phase_boundaries_per_seed_with_loss(emergence):
     first = table[table["boundary"] == 0].sort_values("seed")
     np.testing.assert_allclose(first["log10_tokens"], [6.1, 6.2, 6.3])
     np.testing.assert_allclose(first["loss"], 11.0 - np.array([6.1, 6.2, 6.3]))
-    assert list(first["to_phase"]) == ["detachment"] * 3
+    assert list(first["to_phase"]) == ["detachment"] * 3 and list(first["pooled_boundary"]) == [0] * 3
     spread = emergence[0].results["small"].phase_boundary_spread.set_index("to_phase")
     assert spread.loc["detachment", "log10_tokens_median"] == pytest.approx(6.2)
+    assert spread.loc["detachment", "n_seeds"] == 3
+    assert spread.loc["detachment", "loss_min"] == pytest.approx(11.0 - 6.3)
+    assert spread.loc["detachment", "loss_max"] == pytest.approx(11.0 - 6.1)
+    assert spread.loc["detachment", "loss_std"] == pytest.approx(np.std([6.1, 6.2, 6.3], ddof=1))
+    assert spread.loc["realignment", "tokens_std"] == pytest.approx(0.0, abs=1e-6)
     assert emergence[0].results["large"].phase_boundaries.empty
 
 
@@ -211,6 +223,7 @@ def test_root_attrs_and_loss_axis(emergence):
     assert result.models == ["small", "large"] and result.simulated
     assert result.loss_metric == "heldout_text/loss" and result.attrs["stage"] == "emergence"
     np.testing.assert_allclose(result.results["large"].loss[0], 13.0 - 1.5 * X)
+    assert result.results["small"].n_parameters == 1000 and result.results["large"].n_parameters is None
 
 
 def test_labels_replace_model_names_and_bad_inputs_exit_2(emergence, tmp_path, capsys):
@@ -231,21 +244,16 @@ def test_labels_replace_model_names_and_bad_inputs_exit_2(emergence, tmp_path, c
     assert "--labels" in capsys.readouterr().err
 
 
-def test_n_parameters_from_the_checkpoint_beside_the_trajectory(tmp_path):
-    from safetensors.numpy import save_file
-
+def test_model_size_read_from_the_trajectory(tmp_path):
     from brainphase.emergence.series import load_series
 
     rng = np.random.default_rng(1)
-    path = tmp_path / "trajectory" / "small" / "trajectory.h5"
-    path.parent.mkdir(parents=True)
-    planted_small(path, rng)
-    series = load_series(path)
-    assert series.n_parameters is None  # no checkpoint beside it
-    weights = tmp_path / "models" / "small" / "seed1" / f"step{10 * (len(TOKENS) - 1)}"
-    weights.mkdir(parents=True)
-    save_file({"a": np.zeros((3, 4), np.float32), "b": np.zeros(5, np.float32)}, str(weights / "model.safetensors"))
-    assert load_series(path).n_parameters == 17
+    loss = np.ones((2, len(TOKENS)))
+    write_trajectory(tmp_path / "a.h5", model_id="a", loss=loss, tasks={}, alignment=rng.normal(0, 1, (2, len(TOKENS))))
+    assert load_series(tmp_path / "a.h5").size == {}  # an older trajectory: no /model, nothing guessed
+    write_trajectory(tmp_path / "b.h5", model_id="b", loss=loss, tasks={}, alignment=rng.normal(0, 1, (2, len(TOKENS))),
+                     size={"checkpoint": "models/b", "n_parameters": 17, "hidden_size": 4})
+    assert load_series(tmp_path / "b.h5").size == {"n_parameters": 17, "hidden_size": 4}
 
 
 def test_emergence_and_latent_intent_configs_validate_with_their_seeds():

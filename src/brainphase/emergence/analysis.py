@@ -4,7 +4,8 @@ Per model and metric (:func:`metric_summary`): the seed distribution at every ch
 dip test, the success probability with its Clopper-Pearson CI, W1 between consecutive
 checkpoints, the first threshold crossing of every seed in tokens and in validation loss, and
 the sharpness of the seed-mean curve. Per model and task: the mirage check (:func:`mirage`).
-Per model: the per-seed phase boundaries (:func:`phase_boundaries`) and the tracking table
+Per model: the per-seed phase boundaries of the trajectory with the loss at each
+(:func:`phase_boundaries`, :func:`phase_boundary_spread`) and the tracking table
 (:func:`tracking`). Across models: the spread of the crossings in tokens and in loss and
 whether the models collapse onto one curve in loss (:func:`sizes`).
 
@@ -27,6 +28,7 @@ from brainphase.emergence.sharpness import mirage_check, sharpness
 from brainphase.emergence.tracking import crossing, tracking_table
 from brainphase.errors import InputError
 from brainphase.phases.label import quiet_nanmean
+from brainphase.phases.seed_boundaries import spread_table
 from brainphase.phases.segment import log_token_axis
 
 DEFAULT_THRESHOLD_SOURCE = "default: midpoint of first and last checkpoint"
@@ -167,58 +169,39 @@ def mirage(model: ModelSeries, settings: Settings) -> dict:
     return checks
 
 
-BOUNDARY_COLUMNS = ["seed", "boundary", "step", "tokens", "log10_tokens", "loss", "from_phase", "to_phase"]
-
-
 def phase_boundaries(model: ModelSeries) -> pd.DataFrame:
-    """Each seed's phase boundaries from its own segmentation (``/phases/seed_segments``).
+    """Each seed's phase boundaries (the trajectory's ``/phases/seed_boundaries``) with the loss at each.
 
     Returns
     -------
     DataFrame
-        One row per boundary: ``seed``, ``boundary`` (0-based within the seed), ``step`` (nearest
-        checkpoint), ``tokens``, ``log10_tokens`` (the knot), ``loss`` (the seed's validation loss
-        interpolated over log10 tokens at the knot, NaN without loss), ``from_phase``, ``to_phase``.
+        The columns of :func:`brainphase.phases.seed_boundaries.seed_boundaries` (``seed``,
+        ``boundary``, ``log10_tokens``, ``tokens``, ``step``, ``from_phase``, ``to_phase``,
+        ``pooled_boundary``) and ``loss``: the seed's validation loss interpolated over log10
+        tokens at the knot (NaN without loss at >= 2 checkpoints).
     """
-    segments = model.seed_segments
-    rows = []
-    if len(segments):
-        x = log_token_axis(model.tokens)
-        for seed, table in segments.groupby("seed", sort=True):
-            table = table.reset_index(drop=True)
-            row_of_seed = int(np.flatnonzero(model.seeds == seed)[0])
-            loss = model.loss[row_of_seed]
-            finite = np.isfinite(loss)
-            for k in range(len(table) - 1):
-                knot = float(table.loc[k, "end_log10_tokens"])
-                rows.append({"seed": int(seed), "boundary": k, "step": int(table.loc[k, "end_step"]),
-                             "tokens": float(table.loc[k, "end_tokens"]), "log10_tokens": knot,
-                             "loss": float(np.interp(knot, x[finite], loss[finite])) if finite.sum() >= 2 else np.nan,
-                             "from_phase": str(table.loc[k, "phase"]), "to_phase": str(table.loc[k + 1, "phase"])})
-    return pd.DataFrame(rows, columns=BOUNDARY_COLUMNS)
+    table = model.seed_boundaries.copy()
+    x = log_token_axis(model.tokens)
+    loss = np.full(len(table), np.nan)
+    for row, (seed, knot) in enumerate(zip(table["seed"], table["log10_tokens"])):
+        own = model.loss[int(np.flatnonzero(model.seeds == seed)[0])]
+        finite = np.isfinite(own)
+        if finite.sum() >= 2:
+            loss[row] = np.interp(knot, x[finite], own[finite])
+    table["loss"] = loss
+    return table
 
 
-def boundary_spread(boundaries: pd.DataFrame) -> pd.DataFrame:
-    """Spread over seeds of the boundaries between the same two phases.
+def phase_boundary_spread(model: ModelSeries, boundaries: pd.DataFrame) -> pd.DataFrame:
+    """The trajectory's ``/phases/boundary_spread`` with the spread of the loss at the matched seed boundaries.
 
-    Returns
-    -------
-    DataFrame
-        One row per (``from_phase``, ``to_phase``): ``n_seeds``, ``log10_tokens_median``,
-        ``log10_tokens_q25``, ``log10_tokens_q75``, ``loss_median``, ``loss_q25``, ``loss_q75``.
+    ``boundaries`` is :func:`phase_boundaries`; the loss columns ``loss_min``, ``loss_median``,
+    ``loss_max``, ``loss_std`` come from :func:`brainphase.phases.seed_boundaries.spread_table`
+    (the same matching and statistics as the tokens columns).
     """
-    rows = []
-    for (before, after), group in boundaries.groupby(["from_phase", "to_phase"], sort=True):
-        row = {"from_phase": before, "to_phase": after, "n_seeds": int(group["seed"].nunique())}
-        for column in ("log10_tokens", "loss"):
-            finite = group[column].to_numpy(dtype=np.float64)
-            finite = finite[np.isfinite(finite)]
-            quartiles = np.quantile(finite, [0.5, 0.25, 0.75]) if len(finite) else [np.nan] * 3
-            row.update({f"{column}_median": quartiles[0], f"{column}_q25": quartiles[1], f"{column}_q75": quartiles[2]})
-        rows.append(row)
-    columns = ["from_phase", "to_phase", "n_seeds"] + [f"{c}_{q}" for c in ("log10_tokens", "loss")
-                                                       for q in ("median", "q25", "q75")]
-    return pd.DataFrame(rows, columns=columns)
+    spread = model.boundary_spread.reset_index(drop=True)
+    loss = spread_table(boundaries, len(spread), ("loss",))
+    return pd.concat([spread, loss.drop(columns=["pooled_boundary", "n_seeds"])], axis=1)
 
 
 TRACKING_COLUMNS = ["model", "metric", "n_seeds", "spearman_mean", "ci_low", "ci_high"]

@@ -2,13 +2,13 @@
 
 A :class:`ModelSeries` holds everything the emergence analysis uses of one model (one "size",
 or one run labelled with ``--labels``): brain alignment, every task metric, the validation loss
-(task ``heldout_text``, metric ``loss``), the internal metrics, and the per-seed phase segments.
+(task ``heldout_text``, metric ``loss``), the internal metrics, the per-seed phase boundaries
+and their spread (``/phases/seed_boundaries``, ``/phases/boundary_spread``) and the model size
+(``/model``), all as ``brainphase phases`` stored them.
 """
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from brainphase.phases.read import load_trajectory
 LOSS_METRIC = "heldout_text/loss"
 #: name of brain alignment among the metrics
 ALIGNMENT = "alignment"
+#: the ``/model`` attrs of trajectory.h5 that give a model's size
+SIZE_KEYS = ("n_parameters", "n_layers", "hidden_size")
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,13 @@ class ModelSeries:
         ``"alignment"`` first, then every task metric ``"{task}/{metric}"``.
     internal : dict of str -> ndarray, shape (S, T)
         Internal metrics as ``"internal/{name}/layer{l}"`` and their layer mean ``"internal/{name}"``.
-    seed_segments : DataFrame
-        The trajectory's ``/phases/seed_segments`` (seed ids in column ``seed``).
+    seed_boundaries, boundary_spread : DataFrame
+        The trajectory's ``/phases/seed_boundaries`` and ``/phases/boundary_spread``
+        (:mod:`brainphase.phases.seed_boundaries`).
     simulated : bool
-    n_parameters : int or None
-        Parameters of the trained checkpoint when found beside the trajectory, else None.
+    size : dict
+        The trajectory's ``/model`` attrs that give its size: ``n_parameters``, ``n_layers``,
+        ``hidden_size`` where known (:mod:`brainphase.phases.model_size`).
     source : str
         Path of the trajectory file.
     """
@@ -76,28 +80,15 @@ class ModelSeries:
     loss: np.ndarray
     metrics: dict
     internal: dict = field(default_factory=dict)
-    seed_segments: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seed_boundaries: pd.DataFrame = field(default_factory=pd.DataFrame)
+    boundary_spread: pd.DataFrame = field(default_factory=pd.DataFrame)
     simulated: bool = False
-    n_parameters: int | None = None
+    size: dict = field(default_factory=dict)
     source: str = ""
 
     @property
     def has_loss(self) -> bool:
         return bool(np.isfinite(self.loss).any())
-
-
-def safetensors_parameters(path: Path) -> int:
-    """Number of parameters in a ``.safetensors`` file, from its JSON header (no tensor is read)."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return int(sum(np.prod(entry["shape"], dtype=np.int64) for key, entry in header.items() if key != "__metadata__"))
-
-
-def _n_parameters(trajectory: Path, model_id: str, seed: int, step: int) -> int | None:
-    """Parameters of ``results/models/{model}/seed{seed}/step{step}`` beside ``results/trajectory/{model}/``."""
-    weights = trajectory.parent.parent.parent / "models" / model_id / f"seed{seed}" / f"step{step}" / "model.safetensors"
-    return safetensors_parameters(weights) if weights.is_file() else None
 
 
 def load_series(path: str | Path, name: str | None = None) -> ModelSeries:
@@ -127,10 +118,10 @@ def load_series(path: str | Path, name: str | None = None) -> ModelSeries:
         for k, layer in enumerate(trajectory.internal_layers):
             internal[f"internal/{metric}/layer{int(layer)}"] = np.asarray(values[..., k], dtype=np.float64)
         internal[f"internal/{metric}"] = quiet_nanmean(np.asarray(values, dtype=np.float64), axis=-1)
-    n_parameters = (_n_parameters(path, trajectory.model_id, int(trajectory.seeds[0]), int(trajectory.steps[-1]))
-                    if trajectory.model_id else None)
+    size = {key: int(trajectory.model_size[key]) for key in SIZE_KEYS if key in trajectory.model_size}
     return ModelSeries(name=name, seeds=np.asarray(trajectory.seeds, dtype=np.int64),
                        steps=np.asarray(trajectory.steps, dtype=np.int64),
                        tokens=np.asarray(trajectory.tokens, dtype=np.int64), loss=loss, metrics=metrics,
-                       internal=internal, seed_segments=trajectory.seed_segments, simulated=trajectory.simulated,
-                       n_parameters=n_parameters, source=str(path))
+                       internal=internal, seed_boundaries=trajectory.seed_boundaries,
+                       boundary_spread=trajectory.boundary_spread, simulated=trajectory.simulated, size=size,
+                       source=str(path))

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from brainphase.emergence.analysis import (Settings, boundary_spread, metric_summary, mirage, phase_boundaries,
+from brainphase.emergence.analysis import (Settings, metric_summary, mirage, phase_boundaries, phase_boundary_spread,
                                            resolve_thresholds, sizes, tracking)
 from brainphase.emergence.series import LOSS_METRIC, ModelSeries
 from brainphase.io import atomic_h5, provenance, string_array, write_attrs
@@ -31,8 +31,7 @@ def _write_model(group: h5py.Group, model: ModelSeries, thresholds: dict, settin
     group.create_dataset("tokens", data=model.tokens)
     group.create_dataset("loss", data=model.loss)
     group.attrs["source"] = model.source
-    if model.n_parameters is not None:
-        group.attrs["n_parameters"] = int(model.n_parameters)
+    write_attrs(group, model.size)
     crossings = {}
     metrics = group.create_group("metrics")
     for name in model.metrics:
@@ -49,7 +48,7 @@ def _write_model(group: h5py.Group, model: ModelSeries, thresholds: dict, settin
         write_attrs(checks.create_group(task), attrs)
     boundaries = phase_boundaries(model)
     write_table(group.create_group("phase_boundaries"), boundaries)
-    write_table(group.create_group("phase_boundary_spread"), boundary_spread(boundaries))
+    write_table(group.create_group("phase_boundary_spread"), phase_boundary_spread(model, boundaries))
     return crossings
 
 

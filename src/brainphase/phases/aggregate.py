@@ -26,9 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 from brainphase.errors import InputError
-from brainphase.io import atomic_h5, attr_text, open_h5, provenance, read_strings, string_array
+from brainphase.io import atomic_h5, attr_text, open_h5, provenance, read_strings, string_array, write_attrs
 from brainphase.config import schema_default
 from brainphase.phases.summary import FIXED_LAYER, HELDOUT_VOXELS, checkpoint_summary, fixed_layer_choice, voxel_mean
+from brainphase.phases.model_size import model_size
 from brainphase.phases.collect import read_internal_metrics, read_task_metrics, write_internal_metrics, write_task_metrics
 from brainphase.phases.voxel_blocks import BlockCollector, block_sizes, block_starts
 
@@ -241,6 +242,8 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
     tokens = np.array([scores_by_key[(seeds[0], step)].tokens for step in steps], dtype=np.int64)
 
     layout = _ScoresLayout.read(scores_by_key[(seeds[0], steps[0])].path)
+    with open_h5(scores_by_key[(seeds[0], steps[-1])].path) as handle:
+        size = model_size(handle)
     n_layers, n_subjects, n_rois = len(layout.layers), len(layout.subjects), len(layout.roi_names)
     if n_rois and responses_path is None:
         raise InputError(f"{layout.path}: the scores have {n_rois} ROIs {layout.roi_names}; alignment is the mean r over ROI "
@@ -365,6 +368,7 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
         group.attrs["layer_selection"] = method
         group.attrs["voxel_blocks"] = 0 if starts is None else len(starts)
         group.attrs["measures"] = string_array([m for m in MEASURES if f"alignment_{m}" in group])
+        write_attrs(handle.create_group("model"), size)
         write_task_metrics(handle, task_metrics)
         write_internal_metrics(handle, internal)
     logger.info("aggregated %d seeds x %d steps of %s (%d task metrics, %d internal metrics; layer selection: %s) into %s",

@@ -29,6 +29,7 @@ from brainphase.phases.aggregate import MEASURES
 from brainphase.phases.label import LABEL_NAMES, TrajectoryPhases, analyse_trajectory, quiet_nanmean
 from brainphase.phases.voxel_blocks import read_voxel_blocks
 from brainphase.phases.read import metric_datasets
+from brainphase.phases.seed_boundaries import boundary_spread, seed_boundaries
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,9 @@ def _write_phases(handle: h5py.File, result: TrajectoryPhases, seeds: np.ndarray
     if len(seed_segments):
         seed_segments["seed"] = seeds[seed_segments["seed"].to_numpy()]
     _write_table(group.create_group("seed_segments"), seed_segments)
+    matched = seed_boundaries(seed_segments, result.boundaries)
+    _write_table(group.create_group("seed_boundaries"), matched)
+    _write_table(group.create_group("boundary_spread"), boundary_spread(matched, result.boundaries, result.segments))
     boot = group.create_group("bootstrap")
     boot["knots_log10_tokens"] = result.bootstrap_knots
     probability = group.create_group("phase_probability")

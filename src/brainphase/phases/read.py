@@ -12,6 +12,7 @@ import pandas as pd
 from brainphase.io import attr_text, open_h5, read_strings
 from brainphase.phases.aggregate import MEASURES
 from brainphase.phases.label import quiet_nanmean
+from brainphase.phases.seed_boundaries import boundary_spread, seed_boundaries
 
 
 @dataclass
@@ -67,6 +68,16 @@ class Trajectory:
         ``/internal/{name}`` (empty when the trajectory has none).
     internal_layers : ndarray of int, shape (n_internal_layers,)
     internal_descriptions : dict of str -> str
+    seed_boundaries : DataFrame
+        Each seed's own boundaries matched to the pooled ones (``/phases/seed_boundaries``;
+        :mod:`brainphase.phases.seed_boundaries`). Derived from ``seed_segments`` and
+        ``boundaries`` when reading a file written before it was stored.
+    boundary_spread : DataFrame
+        Per pooled boundary, the spread of the seeds' matching boundaries (``/phases/boundary_spread``).
+    model_size : dict
+        Attributes of ``/model``: ``checkpoint``, ``checkpoint_revision`` and whichever of
+        ``n_parameters``, ``n_layers``, ``hidden_size`` are known (empty for a table input or an
+        older file).
     """
 
     steps: np.ndarray
@@ -107,6 +118,9 @@ class Trajectory:
     internal_metrics: dict = field(default_factory=dict)
     internal_layers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     internal_descriptions: dict = field(default_factory=dict)
+    seed_boundaries: pd.DataFrame = field(default_factory=pd.DataFrame)
+    boundary_spread: pd.DataFrame = field(default_factory=pd.DataFrame)
+    model_size: dict = field(default_factory=dict)
 
     @property
     def labelled(self) -> bool:
@@ -218,6 +232,12 @@ def load_trajectory(path: str | Path) -> Trajectory:
                  if isinstance(group, h5py.Group)} if "metrics" in handle else {}
         internal = handle["internal"] if "internal" in handle else None
         corr = handle["correlations"]
+        seed_segments, boundaries = read_table_group(phases["seed_segments"]), read_table_group(phases["boundaries"])
+        if "seed_boundaries" in phases:
+            matched, spread = read_table_group(phases["seed_boundaries"]), read_table_group(phases["boundary_spread"])
+        else:  # written before these tables were stored
+            matched = seed_boundaries(seed_segments, boundaries)
+            spread = boundary_spread(matched, boundaries, read_table_group(phases["segments"]))
         correlations = pd.DataFrame({"metric": read_strings(corr["metric_names"]),
                                      **{k: corr[k][()] for k in ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")}})
         return Trajectory(
@@ -232,7 +252,7 @@ def load_trajectory(path: str | Path) -> Trajectory:
             metric_kinds={name: attr_text(ds, "kind") for name, ds in metrics.items()},
             x=phases["x"][()], curve=phases["curve"][()], fitted=phases["fitted"][()], labels=phases["labels"][()],
             label_names=read_strings(phases["label_names"]), segments=read_table_group(phases["segments"]),
-            boundaries=read_table_group(phases["boundaries"]), seed_segments=read_table_group(phases["seed_segments"]),
+            boundaries=boundaries, seed_segments=seed_segments,
             seed_labels=phases["seed_labels"][()], seed_agreement=phases["seed_agreement"][()],
             phase_probability={name: float(ds[()]) for name, ds in phases["phase_probability"].items()},
             phase_attrs=_attrs(phases), correlations=correlations,
@@ -245,4 +265,6 @@ def load_trajectory(path: str | Path) -> Trajectory:
             internal_metrics={} if internal is None else {name: ds[()] for name, ds in sorted(internal.items())},
             internal_layers=np.zeros(0, dtype=np.int64) if internal is None else np.asarray(internal.attrs["layers"], dtype=np.int64),
             internal_descriptions={} if internal is None else {n: attr_text(ds, "description") for n, ds in internal.items()},
+            seed_boundaries=matched, boundary_spread=spread,
+            model_size=_attrs(handle["model"]) if "model" in handle else {},
         )

@@ -132,34 +132,34 @@ def emergence(tmp_path_factory):
 def test_success_probability_is_the_planted_share_inside_the_exact_interval(emergence):
     result = emergence[0].results["small"].metrics["switch/acc"]
     planted = (np.arange(len(TOKENS))[None, :] >= SWITCH[:, None]).mean(axis=0)
-    np.testing.assert_allclose(result.data["success_probability"], planted)
+    np.testing.assert_allclose(result.success_probability, planted)
     for t, share in enumerate(planted):
         ci = stats.binomtest(int(round(share * N_SEEDS)), N_SEEDS).proportion_ci(0.95, method="exact")
-        assert result.data["success_ci_low"][t] == pytest.approx(ci.low, abs=1e-9)
-        assert result.data["success_ci_high"][t] == pytest.approx(ci.high, abs=1e-9)
+        assert result.success_ci_low[t] == pytest.approx(ci.low, abs=1e-9)
+        assert result.success_ci_high[t] == pytest.approx(ci.high, abs=1e-9)
         assert ci.low <= share <= ci.high
-    assert result.attrs["threshold"] == 0.5 and result.attrs["threshold_source"] == "config"
+    assert result.threshold == 0.5 and result.threshold_source == "config"
 
 
 def test_bimodal_only_where_seeds_are_split(emergence):
-    bimodal = emergence[0].results["small"].metrics["switch/acc"].data["bimodal"]
+    bimodal = emergence[0].results["small"].metrics["switch/acc"].bimodal
     share = (np.arange(len(TOKENS))[None, :] >= SWITCH[:, None]).mean(axis=0)
     assert bimodal[share == 0.5].all()  # 10 seeds at 0.1, 10 at 0.9
     assert not bimodal[(share == 0) | (share == 1)].any()
 
 
 def test_w1_between_checkpoints_equals_scipy(emergence):
-    result = emergence[0].results["small"].metrics["switch/acc"].data
-    expected = [stats.wasserstein_distance(result["values"][:, t], result["values"][:, t + 1])
+    result = emergence[0].results["small"].metrics["switch/acc"]
+    expected = [stats.wasserstein_distance(result.values[:, t], result.values[:, t + 1])
                 for t in range(len(TOKENS) - 1)]
-    np.testing.assert_allclose(result["w1_steps"], expected, atol=1e-12)
+    np.testing.assert_allclose(result.w1_steps, expected, atol=1e-12)
 
 
 def test_crossings_at_planted_tokens_and_loss(emergence):
-    small = emergence[0].results["small"].metrics["cont/value"].data
-    np.testing.assert_allclose(np.log10(small["crossing_tokens"]), CROSS_X, atol=1e-9)
-    np.testing.assert_allclose(small["crossing_loss"], 11.0 - CROSS_X, atol=1e-9)
-    never = emergence[0].results["small"].metrics["switch/acc"].data["crossing_tokens"]
+    small = emergence[0].results["small"].metrics["cont/value"]
+    np.testing.assert_allclose(np.log10(small.crossing_tokens), CROSS_X, atol=1e-9)
+    np.testing.assert_allclose(small.crossing_loss, 11.0 - CROSS_X, atol=1e-9)
+    never = emergence[0].results["small"].metrics["switch/acc"].crossing_tokens
     assert np.isfinite(never).all()  # every seed switches within training
 
 
@@ -172,21 +172,21 @@ def test_sizes_collapse_in_loss_only_where_planted(emergence):
     assert collapse["crossing_tokens_spread_log10"] == pytest.approx(0.5)
     assert not same_tokens["collapse_in_loss"]  # same median tokens in both models, different loss
     assert same_tokens["crossing_tokens_spread_log10"] == pytest.approx(0, abs=1e-3)  # medians of 20 vs 4 seeds in tokens
-    small, large = (result.results[m].metrics["collapse/value"].data["values"][:, -1] for m in ("small", "large"))
+    small, large = (result.results[m].metrics["collapse/value"].values[:, -1] for m in ("small", "large"))
     assert same_tokens["w1_final"].shape == (2, 2)
     assert collapse["w1_final"][0, 1] == pytest.approx(stats.wasserstein_distance(small, large))
 
 
 def test_mirage_verdict_and_default_threshold(emergence):
     small = emergence[0].results["small"]
-    row = small.mirage.set_index("task").loc["jump"]
+    row = small.mirage["jump"]
     assert row["verdict"] == SHARP_ONLY_DISCONTINUOUS
     assert row["sharpness_discontinuous"] == pytest.approx(1.0) and row["sharpness_continuous"] < 0.5
     alignment = small.metrics["alignment"]
-    pooled = [np.r_[small.metrics["alignment"].data["values"][:, i], emergence[0].results["large"].metrics["alignment"].data["values"][:, i]].mean()
+    pooled = [np.r_[small.metrics["alignment"].values[:, i], emergence[0].results["large"].metrics["alignment"].values[:, i]].mean()
               for i in (0, -1)]
-    assert alignment.attrs["threshold"] == pytest.approx(sum(pooled) / 2)
-    assert alignment.attrs["threshold_source"].startswith("default")
+    assert alignment.threshold == pytest.approx(sum(pooled) / 2)
+    assert alignment.threshold_source.startswith("default")
 
 
 def test_phase_boundaries_per_seed_with_loss(emergence):
@@ -220,7 +220,7 @@ def test_tracking_ranks_the_exact_tracker_first(emergence):
 
 def test_root_attrs_and_loss_axis(emergence):
     result, path = emergence
-    assert result.models == ["small", "large"] and result.simulated
+    assert result.names == ["small", "large"] and result.simulated
     assert result.loss_metric == "heldout_text/loss" and result.attrs["stage"] == "emergence"
     np.testing.assert_allclose(result.results["large"].loss[0], 13.0 - 1.5 * X)
     assert result.results["small"].n_parameters == 1000 and result.results["large"].n_parameters is None
@@ -232,7 +232,7 @@ def test_labels_replace_model_names_and_bad_inputs_exit_2(emergence, tmp_path, c
     out = tmp_path / "labelled.h5"
     assert cli.main(["emergence", "--trajectories", str(source), "--labels", "eps=0.25", "--out", str(out)]) == 0
     labelled = load_emergence(out)
-    assert labelled.models == ["eps=0.25"] and not labelled.sizes
+    assert labelled.names == ["eps=0.25"] and not labelled.sizes
     bad = [["--trajectories", str(source), str(source), "--out", str(out)],  # same model twice
            ["--trajectories", str(source), "--labels", "a", "b", "--out", str(out)],  # label count
            ["--trajectories", str(source), "--labels", "a/b", "--out", str(out)],
@@ -291,10 +291,10 @@ def test_a_metric_without_values_gets_nan_statistics(tmp_path):
     out = tmp_path / "e.h5"
     assert cli.main(["emergence", "--trajectories", str(path), "--out", str(out), "--n-bootstrap", "10"]) == 0
     data = load_emergence(out).results["small"].metrics["cont/value"]
-    assert np.isnan(data.attrs["threshold"]) and np.isnan(data.data["success_probability"]).all()
-    assert np.isnan(data.data["crossing_tokens"]).all() and np.isnan(data.attrs["sharpness"])
+    assert np.isnan(data.threshold) and np.isnan(data.success_probability).all()
+    assert np.isnan(data.crossing_tokens).all() and np.isnan(data.sharpness)
     small = load_emergence(out).results["small"]
     constant = small.metrics["jump/acc"]
-    assert np.isnan(constant.attrs["threshold"]) and constant.attrs["threshold_source"].startswith("default: none")
-    assert np.isnan(constant.data["success_probability"]).all()
-    assert small.mirage.set_index("task").loc["jump", "verdict"] == "no rise in either metric"
+    assert np.isnan(constant.threshold) and constant.threshold_source.startswith("default: none")
+    assert np.isnan(constant.success_probability).all()
+    assert small.mirage["jump"]["verdict"] == "no rise in either metric"

@@ -13,7 +13,7 @@ from brainphase import cli
 from brainphase.figures.data import token_positions
 from brainphase.figures.emergence import (EMERGENCE_FIGURES, PLOTS, chosen_metrics, latent_metrics,
                                           make_emergence_figures)
-from brainphase.figures.emergence_data import load_emergence_data
+from brainphase.emergence.read import load_emergence
 
 TOKENS = np.array([0, 10**5, 10**6, 10**7, 10**8, 10**9])
 #: (name, kind, family, threshold) of the planted metrics
@@ -91,7 +91,7 @@ def write_emergence(path: Path, models=(("small", 5, 0), ("large", 3, 1)), loss:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     path = write_emergence(tmp_path_factory.mktemp("emergence") / "emergence.h5")
-    return path, load_emergence_data(path)
+    return path, load_emergence(path)
 
 
 def _gids(figure):
@@ -134,7 +134,7 @@ def test_seed_distributions_draw_every_seed_value_and_the_planted_bimodal_checkp
     constant = write_emergence(path.parent / "constant.h5", models=(("flat", 3, 0),), latent=False)
     with h5py.File(constant, "a") as f:
         f["models/flat/metrics/arith/exact_match/values"][...] = 0.0
-    artists = _gids(PLOTS["seed_distributions"](load_emergence_data(constant)))
+    artists = _gids(PLOTS["seed_distributions"](load_emergence(constant)))
     assert "arith/exact_match-flat-seeds" in artists and not any("exact_match-flat-violin" in gid for gid in artists)
 
 
@@ -184,7 +184,7 @@ def test_abilities_vs_loss_points_crossings_and_collapse(planted):
 
 def test_mirage_shows_both_metrics_their_sharpness_and_the_verdict(planted):
     path, _ = planted
-    data = load_emergence_data(path)  # changed below
+    data = load_emergence(path)  # changed below
     figure = PLOTS["mirage"](data)
     artists = _gids(figure)
     verdicts = " ".join(artists["verdict-arith"].get_text().split())
@@ -211,7 +211,7 @@ def test_one_model_without_loss_latent_task_or_mirage_draws_notes(tmp_path):
     path = write_emergence(tmp_path / "bare.h5", models=(("only", 2, 0),), loss=False, latent=False, mirage=False)
     written = make_emergence_figures(path, tmp_path / "figs", ["png"], dpi=40)
     assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in EMERGENCE_FIGURES)
-    data = load_emergence_data(path)
+    data = load_emergence(path)
     assert "no-loss" in _gids(PLOTS["abilities_vs_loss"](data))
     assert "no validation loss in bare.h5" in _texts(PLOTS["success_probability"](data))
     assert "no latent_intent task in bare.h5" in _texts(PLOTS["latent_intent"](data))
@@ -220,7 +220,7 @@ def test_one_model_without_loss_latent_task_or_mirage_draws_notes(tmp_path):
 
 def test_one_checkpoint_has_no_w1(tmp_path):
     path = write_emergence(tmp_path / "one.h5", tokens=TOKENS[-1:])
-    data = load_emergence_data(path)
+    data = load_emergence(path)
     assert "no-w1" in _gids(PLOTS["w1"](data))
     for plot in PLOTS.values():  # every other figure draws its single checkpoint
         plot(data).canvas.draw()

@@ -48,8 +48,9 @@ class MetricSeries:
 
 
 @dataclass
-class ModelSeries:
-    """What the emergence analysis uses of one model's trajectory.
+class ModelAxes:
+    """The seeds x checkpoints axes of one model, shared by the analysis input (:class:`ModelSeries`)
+    and the stored result (:class:`brainphase.emergence.read.ModelResult`).
 
     Attributes
     ----------
@@ -58,8 +59,29 @@ class ModelSeries:
     seeds, steps, tokens : ndarray of int64, shapes (S,), (T,), (T,)
     loss : ndarray, shape (S, T)
         Validation loss (:data:`LOSS_METRIC`); all NaN when the trajectory has none.
-    metrics : dict of str -> MetricSeries
+    metrics : dict of str -> metric
         ``"alignment"`` first, then every task metric ``"{task}/{metric}"``.
+    """
+
+    name: str
+    seeds: np.ndarray
+    steps: np.ndarray
+    tokens: np.ndarray
+    loss: np.ndarray
+    metrics: dict
+
+    @property
+    def has_loss(self) -> bool:
+        return bool(np.isfinite(self.loss).any())
+
+
+@dataclass
+class ModelSeries(ModelAxes):
+    """What the emergence analysis uses of one model's trajectory (:class:`ModelAxes` and below).
+
+    Attributes
+    ----------
+    metrics : dict of str -> MetricSeries
     internal : dict of str -> ndarray, shape (S, T)
         Internal metrics as ``"internal/{name}/layer{l}"`` and their layer mean ``"internal/{name}"``.
     seed_boundaries, boundary_spread : DataFrame
@@ -73,22 +95,12 @@ class ModelSeries:
         Path of the trajectory file.
     """
 
-    name: str
-    seeds: np.ndarray
-    steps: np.ndarray
-    tokens: np.ndarray
-    loss: np.ndarray
-    metrics: dict
     internal: dict = field(default_factory=dict)
     seed_boundaries: pd.DataFrame = field(default_factory=pd.DataFrame)
     boundary_spread: pd.DataFrame = field(default_factory=pd.DataFrame)
     simulated: bool = False
     size: dict = field(default_factory=dict)
     source: str = ""
-
-    @property
-    def has_loss(self) -> bool:
-        return bool(np.isfinite(self.loss).any())
 
 
 def load_series(path: str | Path, name: str | None = None) -> ModelSeries:

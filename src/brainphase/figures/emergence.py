@@ -47,7 +47,7 @@ from matplotlib.transforms import blended_transform_factory
 from brainphase.config import schema_default
 from brainphase.figures import FORMATS
 from brainphase.figures.curves import seed_mean
-from brainphase.figures.emergence_data import ALIGNMENT, EmergenceData, EmergenceModel, load_emergence_data
+from brainphase.emergence.read import ALIGNMENT, Emergence, ModelResult, load_emergence
 from brainphase.figures.style import captioned_grid, no_data_panel, save_figures, title, token_axis
 from brainphase.figures.tasks import metric_key
 from brainphase.tasks.spec import FAMILIES
@@ -62,14 +62,14 @@ LATENT_TASK = "latent_intent"
 NO_LOSS_TEXT = "no validation loss in {path} (root attribute loss_metric is empty): {what} needs /models/{{model}}/loss"
 
 
-def size_colors(data: EmergenceData) -> dict[str, str]:
+def size_colors(data: Emergence) -> dict[str, str]:
     """Colour of each model: viridis along the size axis (``C0`` for a single model)."""
     n = len(data.models)
     colors = colormaps["viridis"](np.linspace(0.0, 0.85, n)) if n > 1 else ["C0"]
     return {model.name: to_hex(color) for model, color in zip(data.models, colors)}
 
 
-def chosen_metrics(data: EmergenceData, limit: int = MAX_METRICS) -> list[str]:
+def chosen_metrics(data: Emergence, limit: int = MAX_METRICS) -> list[str]:
     """The metrics the per-metric figures show, at most ``limit``: brain alignment, then one
     metric per task family (families in :data:`brainphase.tasks.spec.FAMILIES` order, unknown
     ones by name; within a family tasks with a discontinuous metric first, then by name), then
@@ -95,7 +95,7 @@ def chosen_metrics(data: EmergenceData, limit: int = MAX_METRICS) -> list[str]:
     return (chosen + [preferred(task) for task in first + rest])[:limit]
 
 
-def mean_loss(model: EmergenceModel) -> np.ndarray:
+def mean_loss(model: ModelResult) -> np.ndarray:
     """Seed-mean validation loss per checkpoint, shape (n_steps,) (NaN where no seed has one)."""
     return seed_mean(model.loss)
 
@@ -136,7 +136,7 @@ def _violins(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: str) 
         ax.fill_betweenx(y, x[t] - width, x[t] + width, color=color, alpha=0.3, linewidth=0, gid=f"{gid}-violin-{t}")
 
 
-def plot_seed_distributions(data: EmergenceData) -> Figure:
+def plot_seed_distributions(data: Emergence) -> Figure:
     """Seed distribution per checkpoint, one row per metric of :func:`chosen_metrics`, one
     column per model. Artists (gid prefix ``{metric}-{model}``): ``-seeds`` (scatter, one point
     per finite seed value, offsets = (token position, value) in ``values`` order), ``-mean``,
@@ -172,7 +172,7 @@ def plot_seed_distributions(data: EmergenceData) -> Figure:
     return figure
 
 
-def plot_success_probability(data: EmergenceData) -> Figure:
+def plot_success_probability(data: Emergence) -> Figure:
     """P(success) with its CI vs tokens (left) and vs seed-mean loss (right, decreasing to the
     right), one row per metric of :func:`chosen_metrics` with a threshold. Gids
     ``{metric}-{model}-success`` / ``-success-loss`` (lines), ``-ci`` / ``-ci-loss`` (bands)."""
@@ -192,9 +192,9 @@ def plot_success_probability(data: EmergenceData) -> Figure:
                 continue
             metric, gid = model.metrics[name], f"{name}-{model.name}"
             for ax, x, suffix in ((ax_tokens, data.position(model.tokens), ""), (ax_loss, mean_loss(model), "-loss")):
-                ax.fill_between(x, metric.success_low, metric.success_high, color=colors[model.name], alpha=0.2,
+                ax.fill_between(x, metric.success_ci_low, metric.success_ci_high, color=colors[model.name], alpha=0.2,
                                 linewidth=0, gid=f"{gid}-ci{suffix}")
-                ax.plot(x, metric.success, color=colors[model.name], marker="o", markersize=3, linewidth=1.5,
+                ax.plot(x, metric.success_probability, color=colors[model.name], marker="o", markersize=3, linewidth=1.5,
                         label=model.label, gid=f"{gid}-success{suffix}")
         reference = data.metric(name)
         for ax in (ax_tokens, ax_loss):
@@ -212,7 +212,7 @@ def plot_success_probability(data: EmergenceData) -> Figure:
     return figure
 
 
-def _loss_axis(ax: Axes, data: EmergenceData) -> None:
+def _loss_axis(ax: Axes, data: Emergence) -> None:
     """Validation loss on x, decreasing to the right (training proceeds left to right)."""
     if not ax.xaxis_inverted():
         ax.invert_xaxis()
@@ -225,7 +225,7 @@ def _sharpness(value: float) -> str:
     return f"{value:.2f}" if np.isfinite(value) else "n/a"
 
 
-def plot_mirage(data: EmergenceData) -> Figure:
+def plot_mirage(data: Emergence) -> Figure:
     """Per task of ``/models/*/mirage``: its discontinuous (left) and continuous (middle) metric
     vs tokens, legend = model and sharpness; right: the verdict per model (text gid
     ``verdict-{task}``). Line gids ``{metric}-{model}-mean`` / ``-seed-{i}``."""
@@ -263,7 +263,7 @@ def plot_mirage(data: EmergenceData) -> Figure:
     return figure
 
 
-def plot_w1(data: EmergenceData) -> Figure:
+def plot_w1(data: Emergence) -> Figure:
     """Per metric of :func:`chosen_metrics`: ``w1_steps`` at the later checkpoint of each pair,
     one line per model (gid ``{metric}-{model}-w1``)."""
     metrics, colors = chosen_metrics(data), size_colors(data)
@@ -292,7 +292,7 @@ def plot_w1(data: EmergenceData) -> Figure:
     return figure
 
 
-def plot_abilities_vs_loss(data: EmergenceData) -> Figure:
+def plot_abilities_vs_loss(data: Emergence) -> Figure:
     """Each metric of :func:`chosen_metrics` against validation loss, colour = model: points
     (gid ``{metric}-{model}-seeds``, every seed at every checkpoint with both values), the seed
     means (``-mean``: x = seed-mean loss), the threshold and each model's median crossing loss
@@ -334,7 +334,7 @@ def plot_abilities_vs_loss(data: EmergenceData) -> Figure:
     return figure
 
 
-def latent_metrics(data: EmergenceData) -> list[str]:
+def latent_metrics(data: Emergence) -> list[str]:
     """Discontinuous then continuous metric of task ``latent_intent``: the mirage check's pair
     when a model has one, else the preferred metric of each kind present; ``[]`` without the task."""
     for model in data.models:
@@ -349,7 +349,7 @@ def latent_metrics(data: EmergenceData) -> list[str]:
     return chosen
 
 
-def plot_latent_intent(data: EmergenceData) -> Figure:
+def plot_latent_intent(data: Emergence) -> Figure:
     """Task ``latent_intent`` (:func:`latent_metrics`) vs tokens (top row) and vs seed-mean loss
     (bottom row), one colour per model or run label; line gids ``{metric}-{model}-mean`` /
     ``-seed-{i}`` (tokens) and ``{metric}-{model}-loss`` (loss)."""
@@ -395,7 +395,7 @@ def make_emergence_figures(emergence_path: str | Path, out_dir: str | Path, form
     list of Path
         ``out_dir/{name}.{format}``, each written atomically after all figures are drawn.
     """
-    data = load_emergence_data(emergence_path)
+    data = load_emergence(emergence_path)
     formats = schema_default("figures.formats") if formats is None else formats
     written = save_figures({name: plot(data) for name, plot in PLOTS.items()}, out_dir, formats, dpi)
     logger.info("wrote %d emergence figure files to %s%s", len(written), out_dir, " (SIMULATED fMRI)" if data.simulated else "")

@@ -21,6 +21,8 @@ METRICS = (("alignment", "brain", "brain", 0.05), ("arith/exact_match", "discont
            ("arith/logprob", "continuous", "formal", -2.0), ("latent_intent/acc", "discontinuous", "latent_intent", 0.6),
            ("latent_intent/prob_mass", "continuous", "latent_intent", 0.5), ("copy/acc", "discontinuous", "formal", 0.5),
            ("heldout_text/loss", "continuous", "next_token", 3.0))
+#: the quantile levels emergence.h5 stores
+LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
 VERDICT = "sharp only in the discontinuous metric (likely a metric artefact)"
 
 
@@ -66,8 +68,8 @@ def write_emergence(path: Path, models=(("small", 5, 0), ("large", 3, 1)), loss:
                                threshold_source="config", sharpness=0.9)
                 success = (values >= threshold).mean(axis=0)
                 m["values"], m["mean"] = values, values.mean(axis=0)
-                m["quantiles"] = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
-                m["quantiles"].attrs["levels"] = [0.25, 0.5, 0.75]
+                m["quantiles"] = np.quantile(values, LEVELS, axis=0)
+                m["quantiles"].attrs["levels"] = LEVELS
                 m["success_probability"] = success
                 m["success_ci_low"], m["success_ci_high"] = np.clip(success - 0.1, 0, 1), np.clip(success + 0.1, 0, 1)
                 m["bimodal"] = np.arange(n_steps) == n_steps // 2
@@ -84,7 +86,8 @@ def write_emergence(path: Path, models=(("small", 5, 0), ("large", 3, 1)), loss:
         if len(models) > 1:
             sizes = f.create_group("sizes/alignment")
             sizes.attrs.update(collapse_in_loss=True, crossing_loss_spread=0.1, crossing_tokens_spread_log10=1.0)
-            sizes["w1_final"] = np.zeros((len(models), len(models)))
+            final = [planted_values("alignment", n_seeds, size)[:, n_steps - 1] for _, n_seeds, size in models]
+            sizes["w1_final"] = [[wasserstein_distance(a, b) for b in final] for a in final]
     return path
 
 
@@ -136,6 +139,33 @@ def test_seed_distributions_draw_every_seed_value_and_the_planted_bimodal_checkp
         f["models/flat/metrics/arith/exact_match/values"][...] = 0.0
     artists = _gids(PLOTS["seed_distributions"](load_emergence(constant)))
     assert "arith/exact_match-flat-seeds" in artists and not any("exact_match-flat-violin" in gid for gid in artists)
+
+
+def test_quantile_bands_are_the_stored_quantiles(planted):
+    path, data = planted
+    artists = _gids(PLOTS["seed_distributions"](data))
+    x = token_positions(TOKENS)
+    with h5py.File(path) as f:
+        quantiles = f["models/small/metrics/alignment/quantiles"][()]
+    for band, (low, high) in {"q5-95": (0, 4), "q25-75": (1, 3)}.items():
+        vertices = artists[f"alignment-small-{band}"].get_paths()[0].vertices
+        for t, position in enumerate(x):  # the band spans [low, high] quantile at every checkpoint
+            at = vertices[np.isclose(vertices[:, 0], position), 1]
+            assert at.min() == pytest.approx(quantiles[low, t]) and at.max() == pytest.approx(quantiles[high, t])
+    assert not any(gid.endswith("q50-50") for gid in artists)
+
+
+def test_w1_between_sizes_at_the_final_checkpoint_is_the_stored_matrix(planted, tmp_path):
+    path, data = planted
+    artists = _gids(PLOTS["w1"](data))
+    small, large = planted_values("alignment", 5, 0)[:, -1], planted_values("alignment", 3, 1)[:, -1]
+    expected = wasserstein_distance(small, large)
+    assert expected > 0
+    np.testing.assert_allclose(artists["alignment-w1-final"].get_array(), [[0, expected], [expected, 0]], atol=1e-12)
+    assert artists["alignment-w1-final-0-1"].get_text() == f"{expected:.2g}"
+    assert not any(gid.startswith("arith") and gid.endswith("w1-final") for gid in artists)  # no /sizes for it
+    one = write_emergence(tmp_path / "one.h5", models=(("only", 3, 0),))
+    assert not any(gid.endswith("w1-final") for gid in _gids(PLOTS["w1"](load_emergence(one))))
 
 
 def test_success_probability_vs_tokens_and_loss_equals_the_file(planted):

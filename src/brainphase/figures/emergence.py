@@ -5,7 +5,8 @@ writes ``DIR/{name}.{format}`` for every name of :data:`EMERGENCE_FIGURES`:
 
 ``seed_distributions``
     One row per shown metric (:func:`chosen_metrics`), one column per model: the seed
-    distribution at each checkpoint as a violin (Gaussian kernel), every seed as a point, the
+    distribution at each checkpoint as a violin (Gaussian kernel) over bands of the stored seed
+    quantiles (5–95 %, 25–75 %), every seed as a point, the
     seed mean, the threshold, and a star where the dip test called the distribution bimodal.
 ``success_probability``
     P(metric passes its threshold) over seeds with its confidence band, against tokens (left)
@@ -15,7 +16,8 @@ writes ``DIR/{name}.{format}`` for every name of :data:`EMERGENCE_FIGURES`:
     thin, mean thick), the sharpness of each in the legend, and the verdict per model.
 ``w1``
     Wasserstein-1 distance between the seed distributions of consecutive checkpoints, drawn at
-    the later checkpoint, one line per model.
+    the later checkpoint, one line per model; with two or more models, a heatmap per metric of
+    W1 between the sizes at their final checkpoints.
 ``abilities_vs_loss``
     Each shown metric against validation loss (every seed at every checkpoint as a point, the
     seed mean as a line), colour = model (size), the threshold and each model's median
@@ -136,14 +138,27 @@ def _violins(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: str) 
         ax.fill_betweenx(y, x[t] - width, x[t] + width, color=color, alpha=0.3, linewidth=0, gid=f"{gid}-violin-{t}")
 
 
+def _quantile_bands(ax: Axes, x: np.ndarray, metric, color: str, gid: str) -> None:
+    """Bands between the symmetric pairs of the stored seed quantiles (``quantiles`` at ``levels``:
+    5–95 % lightest, then 25–75 %), behind the violins; gids ``{gid}-q{low}-{high}`` (percent)."""
+    n = len(metric.levels)
+    for i in range(n // 2):
+        low, high = 100 * metric.levels[i], 100 * metric.levels[n - 1 - i]
+        ax.fill_between(x, metric.quantiles[i], metric.quantiles[n - 1 - i], color=color, alpha=0.12, linewidth=0,
+                        zorder=0, gid=f"{gid}-q{low:g}-{high:g}")
+
+
 def plot_seed_distributions(data: Emergence) -> Figure:
     """Seed distribution per checkpoint, one row per metric of :func:`chosen_metrics`, one
     column per model. Artists (gid prefix ``{metric}-{model}``): ``-seeds`` (scatter, one point
     per finite seed value, offsets = (token position, value) in ``values`` order), ``-mean``,
-    ``-violin-{t}``, ``-bimodal`` (stars), ``-threshold``; panel titles ``"{model}: {metric}"``."""
+    ``-violin-{t}``, ``-q5-95`` / ``-q25-75`` (:func:`_quantile_bands`), ``-bimodal`` (stars),
+    ``-threshold``; panel titles ``"{model}: {metric}"``."""
     metrics, colors = chosen_metrics(data), size_colors(data)
-    caption = ("Violin: seed distribution at each checkpoint (Gaussian kernel); dots: single seeds; line: seed mean; "
-               "dotted: the success threshold; ★: bimodal by the dip test. Metrics: brain alignment, one per task "
+    caption = ("Violin: seed distribution at each checkpoint (Gaussian kernel); shaded bands behind it: the seed "
+               "quantiles stored in emergence.h5 (5–95 %, and 25–75 % darker where the two overlap); dots: single "
+               "seeds; line: seed mean; dotted: the success threshold; ★: bimodal by the dip test. Metrics: brain "
+               "alignment, one per task "
                f"family, then further tasks (at most {MAX_METRICS}; all metrics are in emergence.h5).")
     n_cols = max(len(data.models), 1)
     figure, grid, axes = _figure(len(metrics) * n_cols, n_cols, caption, panel=(3.8, 2.4))
@@ -155,6 +170,7 @@ def plot_seed_distributions(data: Emergence) -> Figure:
             no_data_panel(ax, f"{model.name} has no {name}", f"missing-{name}-{model.name}")
             continue
         metric, gid, x = model.metrics[name], f"{name}-{model.name}", data.position(model.tokens)
+        _quantile_bands(ax, x, metric, colors[model.name], gid)
         _violins(ax, x, metric.values, colors[model.name], gid)
         points = np.isfinite(metric.values)
         ax.scatter(np.broadcast_to(x, metric.values.shape)[points], metric.values[points], s=6, color="black",
@@ -263,18 +279,35 @@ def plot_mirage(data: Emergence) -> Figure:
     return figure
 
 
+def _w1_final(ax: Axes, data: Emergence, name: str) -> None:
+    """Heatmap of ``/sizes/{name}/w1_final`` (models x models, each cell annotated; gid ``{name}-w1-final``)."""
+    w1 = np.asarray(data.sizes[name]["w1_final"], dtype=np.float64)
+    image = ax.imshow(w1, cmap="magma_r", vmin=0.0, vmax=max(float(np.nanmax(w1)) if np.isfinite(w1).any() else 0.0, 1e-12),
+                      gid=f"{name}-w1-final")
+    for (i, j), value in np.ndenumerate(w1):
+        ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7,
+                color="white" if value > 0.6 * image.get_clim()[1] else "black", gid=f"{name}-w1-final-{i}-{j}")
+    ticks = range(len(data.models))
+    ax.set_xticks(ticks, data.names, fontsize=7, rotation=30, ha="right")
+    ax.set_yticks(ticks, data.names, fontsize=7)
+    ax.set_title(f"{name}: W1 between sizes,\nfinal checkpoint", fontsize=9)
+
+
 def plot_w1(data: Emergence) -> Figure:
     """Per metric of :func:`chosen_metrics`: ``w1_steps`` at the later checkpoint of each pair,
-    one line per model (gid ``{metric}-{model}-w1``)."""
+    one line per model (gid ``{metric}-{model}-w1``); then, with >= 2 models, one heatmap per
+    such metric of ``/sizes/{metric}/w1_final`` (:func:`_w1_final`)."""
     metrics, colors = chosen_metrics(data), size_colors(data)
     caption = ("W1: Wasserstein-1 distance between the seed distributions of consecutive checkpoints, drawn at the "
-               "later one: how far the distribution moved (in the metric's units). W1 between sizes at the final "
-               "checkpoint is in /sizes of emergence.h5.")
+               "later one: how far the distribution moved (in the metric's units). Heatmaps: W1 between the seed "
+               "distributions of two sizes at their final checkpoints (/sizes/{metric}/w1_final; only with 2 or more "
+               "models).")
     has_w1 = any(np.isfinite(model.metrics[name].w1_steps).any() for model in data.models for name in metrics
                  if name in model.metrics)
     shown = metrics if has_w1 else []
-    n_cols = min(max(len(shown), 1), 3)
-    figure, grid, axes = _figure(len(shown), n_cols, caption)
+    final = [name for name in metrics if name in data.sizes]
+    n_cols = min(max(len(shown) + len(final), 1), 3)
+    figure, grid, axes = _figure(len(shown) + len(final), n_cols, caption)
     if not has_w1:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no W1 in {data.path.name}: every model has fewer than 2 "
                       "checkpoints or no metrics", "no-w1")
@@ -288,7 +321,9 @@ def plot_w1(data: Emergence) -> Figure:
         ax.set_ylabel("W1, consecutive checkpoints", fontsize=8)
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
-    title(figure, data, "how far the seed distribution moves per checkpoint")
+    for ax, name in zip(axes[len(shown):], final):
+        _w1_final(ax, data, name)
+    title(figure, data, "how far the seed distribution moves per checkpoint and between sizes")
     return figure
 
 

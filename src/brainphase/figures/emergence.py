@@ -41,7 +41,6 @@ from typing import Sequence
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
@@ -50,7 +49,9 @@ from brainphase.config import schema_default
 from brainphase.figures import FORMATS
 from brainphase.figures.curves import seed_mean
 from brainphase.emergence.read import ALIGNMENT, Emergence, ModelResult, load_emergence
-from brainphase.figures.style import captioned_grid, no_data_panel, save_figures, title, token_axis
+from brainphase.figures.emergence_panels import (figure_grid, loss_axis, quantile_bands, seed_lines, sharpness_text,
+                                                 violins, w1_final_heatmap)
+from brainphase.figures.style import no_data_panel, save_figures, title, token_axis
 from brainphase.figures.tasks import metric_key
 from brainphase.tasks.spec import FAMILIES
 
@@ -102,57 +103,11 @@ def mean_loss(model: ModelResult) -> np.ndarray:
     return seed_mean(model.loss)
 
 
-def _figure(n_panels: int, n_cols: int, caption: str, panel=(4.2, 2.8), **grid_kw):
-    """Figure of ``n_panels`` axes of ``panel`` inches in rows of ``n_cols`` above ``caption``
-    (:func:`~brainphase.figures.style.captioned_grid`); returns the figure, its grid and the axes."""
-    n_rows = -(-max(n_panels, 1) // n_cols)
-    figure, grid = captioned_grid(panel[0] * n_cols + 1.8, [panel[1]] * n_rows, n_cols, caption, **grid_kw)
-    return figure, grid, [figure.add_subplot(grid[k // n_cols, k % n_cols]) for k in range(n_panels)]
-
-
-def _seed_lines(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: str, label: str) -> None:
-    """Seeds thin (gids ``{gid}-seed-{i}``), seed mean thick with markers (gid ``{gid}-mean``)."""
-    for i, row in enumerate(values if len(values) > 1 else []):
-        ax.plot(x, row, color=color, linewidth=0.6, alpha=0.4, gid=f"{gid}-seed-{i}")
-    ax.plot(x, seed_mean(values), color=color, linewidth=1.8, marker="o", markersize=3, label=label, gid=f"{gid}-mean")
-
-
-def _violins(ax: Axes, x: np.ndarray, values: np.ndarray, color: str, gid: str) -> None:
-    """A violin per checkpoint: Gaussian kernel density of the finite seed values (bandwidth
-    Silverman's, at least 1% of the panel's value range), half-width 40% of the smallest
-    checkpoint gap; gids ``{gid}-violin-{t}``. None when every value is the same (the dots say it)."""
-    finite = values[np.isfinite(values)]
-    span = float(np.ptp(finite)) if finite.size else 0.0
-    if span == 0:
-        return
-    gaps = np.diff(np.sort(x))
-    half = 0.4 * (gaps[gaps > 0].min() if (gaps > 0).any() else 1.0)
-    for t in range(values.shape[1]):
-        v = values[np.isfinite(values[:, t]), t]
-        if not v.size:
-            continue
-        bandwidth = max(1.06 * float(np.std(v)) * v.size ** -0.2, 0.01 * span)
-        y = np.linspace(v.min() - 3 * bandwidth, v.max() + 3 * bandwidth, 64)
-        density = np.exp(-0.5 * ((y[:, None] - v[None, :]) / bandwidth) ** 2).sum(axis=1)
-        width = half * density / density.max()
-        ax.fill_betweenx(y, x[t] - width, x[t] + width, color=color, alpha=0.3, linewidth=0, gid=f"{gid}-violin-{t}")
-
-
-def _quantile_bands(ax: Axes, x: np.ndarray, metric, color: str, gid: str) -> None:
-    """Bands between the symmetric pairs of the stored seed quantiles (``quantiles`` at ``levels``:
-    5–95 % lightest, then 25–75 %), behind the violins; gids ``{gid}-q{low}-{high}`` (percent)."""
-    n = len(metric.levels)
-    for i in range(n // 2):
-        low, high = 100 * metric.levels[i], 100 * metric.levels[n - 1 - i]
-        ax.fill_between(x, metric.quantiles[i], metric.quantiles[n - 1 - i], color=color, alpha=0.12, linewidth=0,
-                        zorder=0, gid=f"{gid}-q{low:g}-{high:g}")
-
-
 def plot_seed_distributions(data: Emergence) -> Figure:
     """Seed distribution per checkpoint, one row per metric of :func:`chosen_metrics`, one
     column per model. Artists (gid prefix ``{metric}-{model}``): ``-seeds`` (scatter, one point
     per finite seed value, offsets = (token position, value) in ``values`` order), ``-mean``,
-    ``-violin-{t}``, ``-q5-95`` / ``-q25-75`` (:func:`_quantile_bands`), ``-bimodal`` (stars),
+    ``-violin-{t}``, ``-q5-95`` / ``-q25-75`` (:func:`~brainphase.figures.emergence_panels.quantile_bands`), ``-bimodal`` (stars),
     ``-threshold``; panel titles ``"{model}: {metric}"``."""
     metrics, colors = chosen_metrics(data), size_colors(data)
     caption = ("Violin: seed distribution at each checkpoint (Gaussian kernel); shaded bands behind it: the seed "
@@ -161,7 +116,7 @@ def plot_seed_distributions(data: Emergence) -> Figure:
                "alignment, one per task "
                f"family, then further tasks (at most {MAX_METRICS}; all metrics are in emergence.h5).")
     n_cols = max(len(data.models), 1)
-    figure, grid, axes = _figure(len(metrics) * n_cols, n_cols, caption, panel=(3.8, 2.4))
+    figure, grid, axes = figure_grid(len(metrics) * n_cols, n_cols, caption, panel=(3.8, 2.4))
     if not metrics:
         no_data_panel(figure.add_subplot(grid[0, 0]), f"no metrics in {data.path.name}", "no-metrics")
     for k, ax in enumerate(axes):
@@ -170,8 +125,8 @@ def plot_seed_distributions(data: Emergence) -> Figure:
             no_data_panel(ax, f"{model.name} has no {name}", f"missing-{name}-{model.name}")
             continue
         metric, gid, x = model.metrics[name], f"{name}-{model.name}", data.position(model.tokens)
-        _quantile_bands(ax, x, metric, colors[model.name], gid)
-        _violins(ax, x, metric.values, colors[model.name], gid)
+        quantile_bands(ax, x, metric, colors[model.name], gid)
+        violins(ax, x, metric.values, colors[model.name], gid)
         points = np.isfinite(metric.values)
         ax.scatter(np.broadcast_to(x, metric.values.shape)[points], metric.values[points], s=6, color="black",
                    alpha=0.6, linewidths=0, zorder=3, gid=f"{gid}-seeds")
@@ -197,7 +152,7 @@ def plot_success_probability(data: Emergence) -> Figure:
     caption = ("Success probability: fraction of seeds whose metric passes the threshold (title), band: its "
                "confidence interval (Clopper-Pearson). Right: against the mean validation loss over seeds"
                + (f" ({data.loss_metric})." if data.loss_metric else "."))
-    figure, grid, axes = _figure(2 * len(metrics), 2, caption)
+    figure, grid, axes = figure_grid(2 * len(metrics), 2, caption)
     if not metrics:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no metric with a success threshold in {data.path.name}",
                       "no-metrics")
@@ -221,24 +176,11 @@ def plot_success_probability(data: Emergence) -> Figure:
         token_axis(ax_tokens, data, label=row == len(metrics) - 1)
         ax_tokens.legend(fontsize=7)
         if data.has_loss:
-            _loss_axis(ax_loss, data)
+            loss_axis(ax_loss, data)
         else:
             no_data_panel(ax_loss, NO_LOSS_TEXT.format(path=data.path.name, what="success vs loss"), f"no-loss-{name}")
     title(figure, data, "success probability over seeds")
     return figure
-
-
-def _loss_axis(ax: Axes, data: Emergence) -> None:
-    """Validation loss on x, decreasing to the right (training proceeds left to right)."""
-    if not ax.xaxis_inverted():
-        ax.invert_xaxis()
-    ax.set_xlabel(f"validation loss{f' ({data.loss_metric})' if data.loss_metric else ''}", fontsize=8)
-    ax.grid(alpha=0.3)
-
-
-def _sharpness(value: float) -> str:
-    """Sharpness for a legend: two decimals, ``n/a`` for NaN (the curve never rises)."""
-    return f"{value:.2f}" if np.isfinite(value) else "n/a"
 
 
 def plot_mirage(data: Emergence) -> Figure:
@@ -250,7 +192,7 @@ def plot_mirage(data: Emergence) -> Figure:
     caption = ("Mirage check (Schaeffer et al. 2023): sharpness = largest rise of the seed-mean curve within half a "
                "decade of tokens relative to its total rise (1 = a jump; n/a: the curve never rises). A jump in the "
                "discontinuous metric that the continuous metric does not show is likely a metric artefact.")
-    figure, grid, axes = _figure(3 * len(tasks), 3, caption, panel=(3.8, 2.8), width_ratios=[1.0, 1.0, 0.8])
+    figure, grid, axes = figure_grid(3 * len(tasks), 3, caption, panel=(3.8, 2.8), width_ratios=[1.0, 1.0, 0.8])
     if not tasks:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no mirage check in {data.path.name}: no task has both a "
                       "discontinuous and a continuous metric", "no-mirage")
@@ -263,11 +205,11 @@ def plot_mirage(data: Emergence) -> Figure:
             for col, kind in enumerate(("discontinuous", "continuous")):
                 name, value = check[f"{kind}_metric"], check[f"sharpness_{kind}"]
                 if name in model.metrics:
-                    _seed_lines(axes[3 * row + col], data.position(model.tokens), model.metrics[name].values,
-                                colors[model.name], f"{name}-{model.name}", f"{model.label}, sharpness {_sharpness(value)}")
+                    seed_lines(axes[3 * row + col], data.position(model.tokens), model.metrics[name].values,
+                                colors[model.name], f"{name}-{model.name}", f"{model.label}, sharpness {sharpness_text(value)}")
                 axes[3 * row + col].set_title(f"{name} ({kind})", fontsize=9)
-            verdicts.append(f"{model.name}: {check['verdict']} (sharpness {_sharpness(check['sharpness_discontinuous'])}"
-                            f" vs {_sharpness(check['sharpness_continuous'])})")
+            verdicts.append(f"{model.name}: {check['verdict']} (sharpness {sharpness_text(check['sharpness_discontinuous'])}"
+                            f" vs {sharpness_text(check['sharpness_continuous'])})")
         for col in range(2):
             token_axis(axes[3 * row + col], data, label=row == len(tasks) - 1)
             axes[3 * row + col].legend(fontsize=6.5)
@@ -279,24 +221,10 @@ def plot_mirage(data: Emergence) -> Figure:
     return figure
 
 
-def _w1_final(ax: Axes, data: Emergence, name: str) -> None:
-    """Heatmap of ``/sizes/{name}/w1_final`` (models x models, each cell annotated; gid ``{name}-w1-final``)."""
-    w1 = np.asarray(data.sizes[name]["w1_final"], dtype=np.float64)
-    image = ax.imshow(w1, cmap="magma_r", vmin=0.0, vmax=max(float(np.nanmax(w1)) if np.isfinite(w1).any() else 0.0, 1e-12),
-                      gid=f"{name}-w1-final")
-    for (i, j), value in np.ndenumerate(w1):
-        ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7,
-                color="white" if value > 0.6 * image.get_clim()[1] else "black", gid=f"{name}-w1-final-{i}-{j}")
-    ticks = range(len(data.models))
-    ax.set_xticks(ticks, data.names, fontsize=7, rotation=30, ha="right")
-    ax.set_yticks(ticks, data.names, fontsize=7)
-    ax.set_title(f"{name}: W1 between sizes,\nfinal checkpoint", fontsize=9)
-
-
 def plot_w1(data: Emergence) -> Figure:
     """Per metric of :func:`chosen_metrics`: ``w1_steps`` at the later checkpoint of each pair,
     one line per model (gid ``{metric}-{model}-w1``); then, with >= 2 models, one heatmap per
-    such metric of ``/sizes/{metric}/w1_final`` (:func:`_w1_final`)."""
+    such metric of ``/sizes/{metric}/w1_final`` (:func:`~brainphase.figures.emergence_panels.w1_final_heatmap`)."""
     metrics, colors = chosen_metrics(data), size_colors(data)
     caption = ("W1: Wasserstein-1 distance between the seed distributions of consecutive checkpoints, drawn at the "
                "later one: how far the distribution moved (in the metric's units). Heatmaps: W1 between the seed "
@@ -307,7 +235,7 @@ def plot_w1(data: Emergence) -> Figure:
     shown = metrics if has_w1 else []
     final = [name for name in metrics if name in data.sizes]
     n_cols = min(max(len(shown) + len(final), 1), 3)
-    figure, grid, axes = _figure(len(shown) + len(final), n_cols, caption)
+    figure, grid, axes = figure_grid(len(shown) + len(final), n_cols, caption)
     if not has_w1:
         no_data_panel(figure.add_subplot(grid[0, :]), f"no W1 in {data.path.name}: every model has fewer than 2 "
                       "checkpoints or no metrics", "no-w1")
@@ -322,7 +250,7 @@ def plot_w1(data: Emergence) -> Figure:
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
     for ax, name in zip(axes[len(shown):], final):
-        _w1_final(ax, data, name)
+        w1_final_heatmap(ax, data, name)
     title(figure, data, "how far the seed distribution moves per checkpoint and between sizes")
     return figure
 
@@ -337,7 +265,7 @@ def plot_abilities_vs_loss(data: Emergence) -> Figure:
                "checkpoints, lines the seed means; dotted: threshold; dashed: median loss at which the seeds first "
                "cross it. Sizes 'collapse' when they cross at a more similar loss than at similar tokens.")
     shown = metrics if data.has_loss else []
-    figure, grid, axes = _figure(len(shown), min(max(len(shown), 1), 3), caption)
+    figure, grid, axes = figure_grid(len(shown), min(max(len(shown), 1), 3), caption)
     if not data.has_loss:
         no_data_panel(figure.add_subplot(grid[0, :]), NO_LOSS_TEXT.format(path=data.path.name, what="abilities vs loss"),
                       "no-loss")
@@ -362,7 +290,7 @@ def plot_abilities_vs_loss(data: Emergence) -> Figure:
         collapse = data.sizes.get(name, {}).get("collapse_in_loss")
         ax.set_title(name + ("" if collapse is None else f"\nsizes {'collapse' if collapse else 'do not collapse'} "
                                                          "in loss"), fontsize=9)
-        _loss_axis(ax, data)
+        loss_axis(ax, data)
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
     title(figure, data, "abilities against validation loss, by size")
@@ -391,7 +319,7 @@ def plot_latent_intent(data: Emergence) -> Figure:
     names, colors = latent_metrics(data), size_colors(data)
     caption = ("Latent-intent task (continue in the intent shown by in-context examples; Jiang 2023): one colour per "
                "run (e.g. the corpus's ambiguity eps); thin lines: seeds, thick: seed mean.")
-    figure, grid, axes = _figure(2 * len(names), max(len(names), 1), caption)
+    figure, grid, axes = figure_grid(2 * len(names), max(len(names), 1), caption)
     if not names:
         no_data_panel(figure.add_subplot(grid[0, 0]), f"no {LATENT_TASK} task in {data.path.name} (train on the "
                       "latent-intent corpus, e.g. config/latent_intent.yaml)", "no-latent-intent")
@@ -400,7 +328,7 @@ def plot_latent_intent(data: Emergence) -> Figure:
         for model in data.models:
             if name in model.metrics:
                 values, gid = model.metrics[name].values, f"{name}-{model.name}"
-                _seed_lines(ax_tokens, data.position(model.tokens), values, colors[model.name], gid, model.label)
+                seed_lines(ax_tokens, data.position(model.tokens), values, colors[model.name], gid, model.label)
                 ax_loss.plot(mean_loss(model), seed_mean(values), color=colors[model.name], marker="o", markersize=3,
                              linewidth=1.6, label=model.label, gid=f"{gid}-loss")
         token_axis(ax_tokens, data)
@@ -409,7 +337,7 @@ def plot_latent_intent(data: Emergence) -> Figure:
             ax.tick_params(labelsize=7)
             ax.legend(fontsize=7)
         if data.has_loss:
-            _loss_axis(ax_loss, data)
+            loss_axis(ax_loss, data)
         else:
             no_data_panel(ax_loss, NO_LOSS_TEXT.format(path=data.path.name, what="the ability vs loss"),
                           f"no-loss-{name}")

@@ -58,11 +58,16 @@ def test_mixture_is_deterministic_by_seed_and_appends_skills_only():
     skill_text = a[summary["start_char"]:]
     assert skill_text.count(" -> ") == 4 * summary["items"]["pattern_repeat"]
     assert skill_text.count(" + ") == 5 * summary["items"]["arithmetic_addition"]
-    # an induction line is a span of words, then the same span again
+    # an induction line is a span of words, then the same span again, every word after a space as in the suite
     span = generate.INDUCTION_SPAN
-    induction = [line.split() for line in skill_text.splitlines() if " -> " not in line and " + " not in line and line]
+    lines = [line for line in skill_text.splitlines() if " -> " not in line and " + " not in line and line]
+    induction = [line.split() for line in lines]
     assert len(induction) == summary["items"]["induction"]
     assert all(len(words) == 2 * span and words[:span] == words[span:] for words in induction)
+    assert all(line == "".join(f" {w}" for w in words) for line, words in zip(lines, induction))
+    assert all(line == " {0} -> {0} {0}".format(line.split()[0]) for line in skill_text.splitlines() if " -> " in line)
+    # the skill documents' format is the built-in suite's: the same item versions
+    assert summary["versions"] == {s.name: float(s.version) for s in spec.load_suite(names=list(skills.SKILL_TASKS))}
     unmixed, none = skills.mix_skills(NATURAL, 0.0, seed=1)
     assert unmixed == NATURAL and none["chars"] == 0 and none["fraction"] == 0.0
 

@@ -9,7 +9,8 @@ With ``skills_fraction = f > 0``, ``brainphase corpus`` appends to ``train.txt``
 * documents are made round-robin over :data:`SKILL_TASKS`, each of
   :data:`ITEMS_PER_DOCUMENT` items of that task, one ``context + target`` per line (a task
   item of several lines, e.g. few-shot sums, keeps its line breaks), documents separated by a
-  blank line like the corpus's own;
+  blank line like the corpus's own; lines of copied words start with a space, as the suite's
+  items (every copied word is the same tokens in both places: :mod:`brainphase.tasks.generate`);
 * the items come from the suite's own generators (:data:`brainphase.tasks.generate.TASKS`)
   over the vocabulary of the corpus's training text, but with the random stream
   ``random.Random(f"skills-{seed}-{task}")`` (the suite uses ``f"{seed}-{task}"``);
@@ -91,7 +92,9 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
         ``fraction`` (measured share ``chars / len(mixed)``), ``requested_fraction``, ``seed``,
         ``start_char`` (index of the first skill character in ``mixed``), ``chars`` (characters
         added to ``train``), ``documents`` and ``items`` per task, ``dropped_documents`` (draws
-        replaced because they held a suite item) and ``generator``.
+        replaced because they held a suite item), ``generator`` and ``versions`` (task -> the
+        suite's item version of its generator, :data:`brainphase.tasks.generate.VERSIONS`: a
+        train.txt of older skill documents, e.g. induction 1.0, says so).
 
     Raises
     ------
@@ -99,7 +102,7 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
         ``fraction`` outside [0, 1), or more replaced draws than documents (a vocabulary so
         small that the draws keep repeating suite items).
     """
-    from brainphase.tasks.generate import TASKS, Vocabulary
+    from brainphase.tasks.generate import TASKS, Vocabulary, item_version
 
     if not 0.0 <= fraction < 1.0:
         raise InputError(f"--skills-fraction must be in [0, 1), got {fraction}")
@@ -141,7 +144,8 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
                "items": {task: n * ITEMS_PER_DOCUMENT for task, n in counts.items()},
                "dropped_documents": dropped,
                "generator": "brainphase.corpus.skills: the suite generators (brainphase.tasks.generate) "
-                            "with random.Random(f'skills-{seed}-{task}'), built-in suite items excluded"}
+                            "with random.Random(f'skills-{seed}-{task}'), built-in suite items excluded",
+               "versions": {task: item_version(task) for task in SKILL_TASKS}}
     return mixed, summary
 
 

@@ -15,15 +15,22 @@ frequent singular, scores exactly 0.5 and only agreement scores above it.
 =====================  ===============  ===================================================================
 task                   output type      item
 =====================  ===============  ===================================================================
-induction              loglikelihood    6 random vocabulary words, then the first again; target: the other 5
+induction              loglikelihood    " w1 .. w6 w1" of 6 random vocabulary words; target: " w2 .. w6"
 blimp_agreement        multiple_choice  "The lord is/are gone." (is/are, was/were, has/have), good first
 blimp_determiner       multiple_choice  "I saw this lord." vs "I saw this lords.", then the same with "these" (pairs)
 blimp_word_order       multiple_choice  a valid.txt segment vs the same with two adjacent words swapped
-pattern_repeat         generate_until   3 shots of "w -> w w", then a new word
+pattern_repeat         generate_until   3 shots of " w -> w w", then " w ->" of a new word; target: " w w"
 arithmetic_addition    generate_until   4 shots of "a + b = c" (digits 0-9), then a new sum
 knowledge_recurring    multiple_choice  3 words of a 4-gram seen >= 5 times in train.txt; choose the 4th
 knowledge_heldout      multiple_choice  the same for 4-grams of valid.txt never seen in train.txt
 =====================  ===============  ===================================================================
+
+A copied word is written after a space wherever it occurs (``induction`` and ``pattern_repeat``
+items start with a space): byte-level BPE (GPT-2, Pythia, ``brainphase train``) folds a leading
+space into the word's tokens, so a word at the start of a line would be other tokens than its
+copy, and the copy could not be predicted by copying tokens (no induction head could score
+``acc``; the demo model scored exactly 0). Every word of the span and its copy are the same tokens
+(``tests/test_tasks_copy.py``).
 
 Knowledge distractors are 3 vocabulary words of frequency rank within 30 of the answer's whose
 4-gram with the same 3 words never occurs in train.txt or valid.txt; the answer's position is
@@ -51,8 +58,9 @@ from brainphase.tasks.spec import SUITE_DIR
 
 N_ITEMS = 60
 #: version of each task's items, bumped whenever the generator changes them (others: 1.0).
-#: blimp_determiner 2.0: pairs of singular and plural items over the determiner_pairs nouns
-VERSIONS = {"blimp_determiner": 2.0}
+#: blimp_determiner 2.0: pairs of singular and plural items over the determiner_pairs nouns;
+#: induction 2.0, pattern_repeat 2.0: every copied word after a space (module docstring)
+VERSIONS = {"blimp_determiner": 2.0, "induction": 2.0, "pattern_repeat": 2.0}
 #: words of the random span of an induction item
 INDUCTION_SPAN = 6
 #: The lm-eval data loader every generated YAML names (copied next to generated YAML files).
@@ -129,12 +137,17 @@ def _sample(rng: random.Random, pool: list, n: int, what: str) -> list:
     return rng.sample(pool, n)
 
 
+def _spaced(words: list[str]) -> str:
+    """``words`` each after a space: ``" w1 w2 .."`` (so a word and its copy are the same tokens)."""
+    return "".join(f" {w}" for w in words)
+
+
 def induction(corpus: Vocabulary, rng: random.Random, n_items: int) -> list[dict]:
     pool = corpus.common(300)
     items = []
     for _ in range(n_items):
         words = _sample(rng, pool, INDUCTION_SPAN, "common words")
-        items.append({"context": " ".join(words + words[:1]), "target": " " + " ".join(words[1:])})
+        items.append({"context": _spaced(words + words[:1]), "target": _spaced(words[1:])})
     return items
 
 
@@ -179,8 +192,8 @@ def pattern_repeat(corpus: Vocabulary, rng: random.Random, n_items: int) -> list
     items = []
     for _ in range(n_items):
         words = _sample(rng, pool, 4, "common words")
-        shots = "".join(f"{w} -> {w} {w}\n" for w in words[:3])
-        items.append({"context": f"{shots}{words[3]} ->", "target": f" {words[3]} {words[3]}"})
+        shots = "".join(f"{_spaced([w])} ->{_spaced([w, w])}\n" for w in words[:3])
+        items.append({"context": f"{shots}{_spaced(words[3:])} ->", "target": _spaced([words[3]] * 2)})
     return items
 
 
@@ -232,6 +245,11 @@ def knowledge_heldout(corpus: Corpus, rng: random.Random, n_items: int) -> list[
     return _knowledge(corpus, rng, pool, n_items)
 
 
+def item_version(name: str) -> float:
+    """The version of task ``name``'s items (:data:`VERSIONS`, else 1.0)."""
+    return VERSIONS.get(name, 1.0)
+
+
 #: task name -> (family, output type or "blimp", generator function, max_gen_toks)
 TASKS = {
     "induction": ("induction", "loglikelihood", induction, 0),
@@ -258,7 +276,7 @@ def task_yaml(name: str, family: str, kind: str, max_gen_toks: int, seed: int, c
     if output_type == "multiple_choice":
         metrics.append({"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True})
     config["metric_list"] = metrics
-    config["metadata"] = {"version": VERSIONS.get(name, 1.0), "family": family,
+    config["metadata"] = {"version": item_version(name), "family": family,
                           "generator": f"python -m brainphase.tasks.generate --seed {seed}",
                           "corpus_sha256": corpus_sha256}
     return config

@@ -235,9 +235,11 @@ def load_trajectory(path: str | Path) -> Trajectory:
         seed_segments, boundaries = read_table_group(phases["seed_segments"]), read_table_group(phases["boundaries"])
         if "seed_boundaries" in phases:
             matched, spread = read_table_group(phases["seed_boundaries"]), read_table_group(phases["boundary_spread"])
-        else:  # written before these tables were stored
-            matched = seed_boundaries(seed_segments, boundaries)
-            spread = boundary_spread(matched, boundaries, read_table_group(phases["segments"]))
+        else:  # written before these tables were stored: derived from the segment tables when they are complete
+            complete = {"phase", "end_log10_tokens", "end_tokens", "end_step"} <= set(seed_segments.columns)
+            tables = (seed_segments, boundaries, read_table_group(phases["segments"])) if complete else (pd.DataFrame(),) * 3
+            matched = seed_boundaries(*tables[:2])
+            spread = boundary_spread(matched, *tables[1:])
         correlations = pd.DataFrame({"metric": read_strings(corr["metric_names"]),
                                      **{k: corr[k][()] for k in ("pearson_r", "pearson_p", "spearman_rho", "spearman_p")}})
         return Trajectory(

@@ -105,6 +105,17 @@ def test_noise_sigma_rises_to_noise_shared_by_all_seeds():
     assert "scaled up" in source and np.median(sigma) == pytest.approx(0.02, rel=0.25)
 
 
+def test_noise_sigma_of_identical_seeds_is_the_curves_own_noise():
+    rng = np.random.default_rng(4)
+    x = np.linspace(6, 11, 80)
+    curve = piecewise(x, [], [0.01]) + rng.normal(0, 0.02, 80)
+    alignment = np.tile(curve, (3, 1))  # e.g. one seed copied three times: no seed spread at all
+    with np.errstate(all="raise"):
+        sigma, source = noise_sigma(x, alignment, None)
+    assert "scaled up" in source and np.allclose(sigma, pseudo_residual_sigma(x, curve))
+    assert np.median(sigma) == pytest.approx(0.02, rel=0.25)
+
+
 @pytest.mark.parametrize("trends, names", [
     (["rising"], ["alignment"]),
     (["rising", "falling", "rising"], ["alignment", "detachment", "realignment"]),

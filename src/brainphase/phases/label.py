@@ -148,7 +148,8 @@ def noise_sigma(x: np.ndarray, alignment: np.ndarray, subject_alignment: np.ndar
         sigma = np.sqrt(unit_var / np.maximum(count, 1))
         typical = float(np.nanmedian(sigma[finite])) if finite.any() else np.nan
         if np.isfinite(residual_sigma) and residual_sigma > _RESIDUAL_EXCESS * typical:
-            sigma = sigma * (residual_sigma / typical)
+            # identical seeds (typical 0): the curve's own noise is all there is
+            sigma = sigma * (residual_sigma / typical) if typical > 0 else np.full(len(x), residual_sigma)
             source += f", scaled up to the curve's pseudo-residual noise ({residual_sigma:.3g} > {_RESIDUAL_EXCESS} x {typical:.3g})"
     else:
         sigma = np.full(len(x), residual_sigma)

@@ -20,7 +20,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from brainphase.encoding.banded import BandedRidgeCV, ratio_grid
-from brainphase.encoding.ridge import DEFAULT_ALPHAS, grouped_splits
+from brainphase.encoding.ridge import DEFAULT_ALPHAS
+from brainphase.encoding.splits import grouped_splits
 
 
 def make_problem(n_runs: int, run_length: int, n_baseline: int, n_layer: int, n_targets: int, seed: int = 0):

@@ -27,7 +27,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from brainphase.encoding.ridge import RidgeCV, auto_chunk_size
+from brainphase.encoding.ridge import RidgeCV
+from brainphase.encoding.solver import auto_chunk_size
 
 
 def make_problem(n_samples: int, n_features: int, n_targets: int, seed: int = 0):

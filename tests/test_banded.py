@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from brainphase.encoding.banded import BandedRidgeCV, ratio_grid, variance_partition
-from brainphase.encoding.ridge import grouped_splits, nested_cv_predict
+from brainphase.encoding.ridge import nested_cv_predict
+from brainphase.encoding.splits import grouped_splits
 from brainphase.encoding.scoring import r2_columns
 from brainphase.errors import InputError
 

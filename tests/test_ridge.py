@@ -5,8 +5,9 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold, KFold
 
-from brainphase.encoding.ridge import RidgeCV, grouped_splits, nested_cv_predict
+from brainphase.encoding.ridge import RidgeCV, nested_cv_predict
 from brainphase.encoding.scoring import pearson_columns
+from brainphase.encoding.splits import grouped_splits
 from brainphase.errors import InputError
 
 ALPHAS = np.logspace(-1, 4, 11)

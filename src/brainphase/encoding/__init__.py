@@ -21,7 +21,8 @@ from brainphase.encoding.features import (
     zscore_columns,
 )
 from brainphase.encoding.blocks import block_layout, blocked_cv_predict, gapped_splits, resolve_cv
-from brainphase.encoding.ridge import DEFAULT_ALPHAS, RidgeCV, grouped_splits, nested_cv_predict
+from brainphase.encoding.ridge import DEFAULT_ALPHAS, RidgeCV, nested_cv_predict
+from brainphase.encoding.splits import grouped_splits
 from brainphase.encoding.scoring import (
     block_permutation_pvalues,
     fdr_qvalues,

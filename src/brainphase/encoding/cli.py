@@ -68,8 +68,9 @@ from brainphase.encoding import sentences as sents
 from brainphase.encoding import partition as vpart
 from brainphase.encoding.blocks import CV_SCHEMES, blocked_cv_predict, block_layout, resolve_cv
 from brainphase.encoding.output import PROPAGATED_ATTRS, LayerScores, write_scores  # noqa: F401 (re-exported)
-from brainphase.encoding.ridge import BACKENDS, RidgeCV, nested_cv_predict
+from brainphase.encoding.ridge import RidgeCV, nested_cv_predict
 from brainphase.encoding.scoring import block_permutation_pvalues, scores_by_fold
+from brainphase.encoding.solver import BACKENDS
 from brainphase.errors import InputError
 from brainphase.io import open_h5, read_strings
 

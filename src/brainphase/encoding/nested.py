@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from brainphase.encoding.ridge import (
-    RidgeCV,
-    _check_X,
+from brainphase.encoding.ridge import RidgeCV, _check_X
+from brainphase.encoding.solver import (
     _column_scale,
     _form,
     _ops,

@@ -7,6 +7,7 @@ Modules, one job each:
 - :mod:`brainphase.phases.collect`: task metrics ``/metrics/{task}/{metric}`` and internal metrics
   ``/internal/{name}`` of every checkpoint, checked alike, for ``aggregate``;
 - :mod:`brainphase.phases.segment`: continuous piecewise-linear segmentation over log10 tokens;
+- :mod:`brainphase.phases.piecewise`: the knot search of the continuous piecewise-linear fit;
 - :mod:`brainphase.phases.label`: phase names, bootstrap uncertainty, task changes per segment;
 - :mod:`brainphase.phases.cli`: ``brainphase phases``, ``metrics.h5`` or a table -> ``trajectory.h5``;
 - :mod:`brainphase.phases.read`: :func:`load_trajectory`.

@@ -248,4 +248,3 @@ def _validation_r2(ops, hat, projected, y_val, n_alphas: int, work) -> tuple[np.
     constant = total_ss == 0
     safe = total_ss + constant
     return ops.numpy(1.0 - residual.sum(1) / safe * (~constant)), int(constant.sum())
-

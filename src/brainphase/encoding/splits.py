@@ -82,4 +82,3 @@ def grouped_splits(
                     "use a group-aware splitter (default: leave-one-run-out)"
                 )
     return splits
-

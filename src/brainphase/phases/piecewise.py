@@ -223,4 +223,3 @@ def _fitter(x: np.ndarray, w: np.ndarray, min_points: int) -> _Fitter:
             _FITTERS.clear()
         _FITTERS[key] = _Fitter(x, np.zeros_like(x), w, min_points)
     return _FITTERS[key]
-

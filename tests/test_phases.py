@@ -17,8 +17,9 @@ from brainphase import cli
 from brainphase.errors import InputError
 from brainphase.phases.aggregate import aggregate
 from brainphase.phases.cli import correlate, phases
-from brainphase.phases.label import (LABEL_NAMES, analyse_trajectory, name_segments, noise_sigma, slope_trend,
-                                     task_changes)
+from brainphase.phases.label import analyse_trajectory
+from brainphase.phases.naming import LABEL_NAMES, name_segments, slope_trend, task_changes
+from brainphase.phases.noise import noise_sigma
 from brainphase.phases.read import load_trajectory
 from brainphase.phases.segment import log_token_axis, pseudo_residual_sigma, segment_curve
 

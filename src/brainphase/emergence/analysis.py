@@ -27,7 +27,7 @@ from brainphase.emergence.series import ALIGNMENT, ModelSeries
 from brainphase.emergence.sharpness import mirage_check, sharpness
 from brainphase.emergence.tracking import crossing, tracking_table
 from brainphase.errors import InputError
-from brainphase.phases.label import quiet_nanmean
+from brainphase.phases.noise import quiet_nanmean
 from brainphase.phases.seed_boundaries import spread_table
 from brainphase.phases.segment import log_token_axis
 

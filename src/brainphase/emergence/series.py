@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from brainphase.errors import InputError
-from brainphase.phases.label import quiet_nanmean
+from brainphase.phases.noise import quiet_nanmean
 from brainphase.phases.read import load_trajectory
 
 #: the validation loss axis: task heldout_text, metric loss (lower is better)

@@ -8,7 +8,9 @@ Modules, one job each:
   ``/internal/{name}`` of every checkpoint, checked alike, for ``aggregate``;
 - :mod:`brainphase.phases.segment`: continuous piecewise-linear segmentation over log10 tokens;
 - :mod:`brainphase.phases.piecewise`: the knot search of the continuous piecewise-linear fit;
-- :mod:`brainphase.phases.label`: phase names, bootstrap uncertainty, task changes per segment;
+- :mod:`brainphase.phases.noise`: the standard error of the seed-mean curve each segmentation is weighted with;
+- :mod:`brainphase.phases.naming`: phase names of the segments, task changes per segment;
+- :mod:`brainphase.phases.label`: :func:`~brainphase.phases.label.analyse_trajectory`, segmentation, names and bootstrap uncertainty;
 - :mod:`brainphase.phases.cli`: ``brainphase phases``, ``metrics.h5`` or a table -> ``trajectory.h5``;
 - :mod:`brainphase.phases.read`: :func:`load_trajectory`.
 """

@@ -26,7 +26,9 @@ from brainphase.config import schema_default
 from brainphase.errors import InputError
 from brainphase.io import atomic_h5, attr_text, open_h5, provenance, string_array
 from brainphase.phases.aggregate import MEASURES
-from brainphase.phases.label import LABEL_NAMES, TrajectoryPhases, analyse_trajectory, quiet_nanmean
+from brainphase.phases.label import TrajectoryPhases, analyse_trajectory
+from brainphase.phases.naming import LABEL_NAMES
+from brainphase.phases.noise import quiet_nanmean
 from brainphase.phases.voxel_blocks import read_voxel_blocks
 from brainphase.phases.read import metric_datasets
 from brainphase.phases.seed_boundaries import boundary_spread, seed_boundaries

@@ -11,7 +11,7 @@ import pandas as pd
 
 from brainphase.io import attr_text, open_h5, read_strings
 from brainphase.phases.aggregate import MEASURES
-from brainphase.phases.label import quiet_nanmean
+from brainphase.phases.noise import quiet_nanmean
 from brainphase.phases.seed_boundaries import boundary_spread, seed_boundaries
 
 

@@ -101,9 +101,8 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would only clutter the timings
     args = parse_args(argv)
-    from brainphase.activations import (
-        effective_context, extract_activations, iter_word_batches, ordered_words, tokenize_run,
-    )
+    from brainphase.activations import effective_context, extract_activations
+    from brainphase.word_windows import iter_word_batches, ordered_words, tokenize_run
     from brainphase.models.checkpoints import load_checkpoint
 
     words_df = stimulus(args.words)

@@ -121,7 +121,7 @@ def _check_against_direct_calls(checkpoint, words_df, tmp_path, pooling):
 
 
 def test_multi_token_words_pool_differently(checkpoint, words_df, tmp_path):
-    from brainphase.activations import ordered_words, tokenize_run
+    from brainphase.word_windows import ordered_words, tokenize_run
 
     words = ordered_words(words_df)
     runs = [tokenize_run(checkpoint.tokenizer, words, run) for run in pd.unique(words["run"])]
@@ -141,7 +141,7 @@ def test_multi_token_words_pool_differently(checkpoint, words_df, tmp_path):
 
 
 def test_context_longer_than_max_positions_is_clamped(checkpoint, words_df, tmp_path):
-    from brainphase.activations import ordered_words, tokenize_run
+    from brainphase.word_windows import ordered_words, tokenize_run
 
     run_a = tokenize_run(checkpoint.tokenizer, ordered_words(words_df), "story_a")
     assert run_a.last_token[-1] + 1 > MAX_POSITIONS  # late words really have a full window
@@ -251,7 +251,7 @@ def test_a_word_vector_does_not_depend_on_its_batch(checkpoint, bert, words_df, 
         out = tmp_path / f"b{batch_size}.h5"
         extract_activations(chosen, words_df, out, context_tokens=20, pooling="mean", batch_size=batch_size)
         layers[batch_size] = read_layers(out)
-    from brainphase.activations import iter_word_batches, ordered_words, tokenize_run
+    from brainphase.word_windows import iter_word_batches, ordered_words, tokenize_run
 
     words = ordered_words(words_df)
     runs = [tokenize_run(chosen.tokenizer, words, run) for run in pd.unique(words["run"])]

@@ -12,12 +12,12 @@ from test_fmri_load import load_args
 from test_simulate import make_stimulus, simulate_args
 
 from brainphase import cli
-from brainphase.activations import ordered_words
 from brainphase.encoding.baselines import WORD_BASELINES, word_baselines
 from brainphase.encoding.stimulus_cache import GROUP
 from brainphase.fmri import load, simulate
 from brainphase.io import atomic_h5, provenance, read_strings, string_array
 from brainphase.stimuli import read_stimulus
+from brainphase.word_windows import ordered_words
 
 
 @pytest.fixture(scope="module")

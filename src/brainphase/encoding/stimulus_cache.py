@@ -10,7 +10,7 @@ z-scoring the responses took 0.08 s. ``load-fmri`` reads the stimulus anyway,
 so it writes these features once into ``responses.h5``:
 
 ``/stimulus_baselines/run``, ``/stimulus_baselines/word`` (n_words,) strings
-    The stimulus words in the order of an activations file (:func:`brainphase.activations.ordered_words`).
+    The stimulus words in the order of an activations file (:func:`brainphase.word_windows.ordered_words`).
 ``/stimulus_baselines/{space}`` (n_words,) float64
     :func:`brainphase.encoding.baselines.word_baselines` of each space of
     :data:`~brainphase.encoding.baselines.WORD_BASELINES`, ``log_frequency`` from wordfreq in
@@ -53,7 +53,7 @@ def write_stimulus_baselines(out: h5py.File, stimulus: pd.DataFrame, frequency_l
     frequency_language : str
         wordfreq language of ``log_frequency`` (``encode.frequency_language``).
     """
-    from brainphase.activations import ordered_words
+    from brainphase.word_windows import ordered_words
 
     words = ordered_words(stimulus)
     features = base.word_baselines(words["word"].astype(str).tolist(), base.WORD_BASELINES, "wordfreq", None,

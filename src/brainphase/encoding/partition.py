@@ -1,6 +1,6 @@
 """Alignment beyond low-level features: baseline encoding models and variance partitioning.
 
-Called by ``brainphase encode`` for time-series responses (:mod:`brainphase.encoding.cli`),
+Called by ``brainphase encode`` for time-series responses (:mod:`brainphase.encoding.runner`),
 once per group of subjects that share a design, after the layers are scored:
 
 1. The baseline spaces (:mod:`brainphase.encoding.baselines`: ``--baselines`` from the words,

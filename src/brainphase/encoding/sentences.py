@@ -3,7 +3,7 @@
 Sentence-level fMRI benchmarks (Pereira 2018, Tuckute 2024, Blank 2014, as in Brain-Score
 Language) have one response per stimulus sentence and target (voxel or ROI), possibly
 averaged over subjects: no time series, so no HRF, delays or Lanczos. ``brainphase encode``
-(:mod:`brainphase.encoding.cli`) uses these helpers when ``responses.h5`` is sentence-level:
+(:mod:`brainphase.encoding.runner`) uses these helpers when ``responses.h5`` is sentence-level:
 
 * :func:`activation_sentences` rebuilds each sentence from an activations file written by
   ``brainphase extract --sentences`` (one run per sentence);

@@ -261,7 +261,7 @@ def segment_curve(x: np.ndarray, y: np.ndarray, sigma: float | np.ndarray,
             chi2[k] = fitter.chi2(knots_by_k[k])
     if cost is None:
         cost = knot_cost(xs, sigma[finite], min_points)
-    criterion = chi2 + cost * np.arange(max_segments)
+    criterion = chi2 + np.append(0.0, cost * np.arange(1, max_segments))  # cost inf: one segment, no 0 x inf
     n_segments = int(np.argmin(criterion)) + 1
     knots = np.sort(knots_by_k[n_segments - 1])
     coef, _ = _wls(xs, ys, ws, knots)

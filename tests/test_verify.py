@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -108,3 +110,11 @@ def test_encode_cli_checkpoint_option_exits_2_before_writing(chain, capsys):
     assert status == 2 and not out.exists()
     assert "other weights than checkpoint ckpt" in capsys.readouterr().err
     assert not [p for p in os.listdir(chain / "results") if p.startswith(".")]
+
+
+def test_checkpoint_check_imports_no_torch(chain):
+    # every encode job runs this check; importing torch for it cost ~2 s of a ~11 s demo job
+    code = ("import sys; from brainphase.verify import check_activations_checkpoint; "
+            "check_activations_checkpoint('results/act.h5', 'ckpt', 'step1'); print('torch' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=chain)
+    assert loaded.stdout.strip() == "False"

@@ -88,7 +88,7 @@ def checkpoint_weights_sha256(source: str, revision: str | None) -> dict[str, st
     InputError
         A local checkpoint folder that does not exist or holds no weight file.
     """
-    from brainphase.models.checkpoints import hash_weights, weight_files
+    from brainphase.models.weights import hash_weights, weight_files
 
     folder = checkpoint_folder(source, revision)
     if folder is None:

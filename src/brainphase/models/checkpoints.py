@@ -22,22 +22,18 @@ import dataclasses
 import json
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from brainphase.errors import InputError
-from brainphase.io import sha256_file
 from brainphase.models.architecture import model_kind
 from brainphase.models.revisions import CHECKPOINT_META, infer_revision, steps_to_tokens, tokens_per_step
+from brainphase.models.weights import hash_weights, weight_files
 
 log = logging.getLogger(__name__)
 
-_SAFETENSORS = re.compile(r"^model(-\d+-of-\d+)?\.safetensors$")
-_TORCH_BIN = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclasses.dataclass
@@ -78,39 +74,6 @@ def resolve_device(name: str = "auto") -> tuple[torch.device, torch.dtype]:
     if name == "cpu":
         return torch.device("cpu"), torch.float32
     raise InputError(f"--device {name!r}: choose auto, cpu or cuda")
-
-
-def weight_files(folder: str | os.PathLike) -> list[Path]:
-    """The weight files transformers loads from a checkpoint folder (safetensors preferred).
-
-    Returns
-    -------
-    list of Path, sorted; empty if the folder holds no ``model*.safetensors`` or
-    ``pytorch_model*.bin``.
-    """
-    folder = Path(folder)
-    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    chosen = [n for n in names if _SAFETENSORS.match(n)] or [n for n in names if _TORCH_BIN.match(n)]
-    return [folder / n for n in chosen]
-
-
-def hash_weights(files: list[Path]) -> dict[str, str]:
-    """``{file name: sha256}``; a file cached from the Hub must match its content-addressed blob.
-
-    In the Hugging Face cache, a large file is a link to ``blobs/<sha256 of its bytes>``, so
-    a mismatch means the download is corrupt.
-    """
-    hashes = {}
-    for path in files:
-        digest = sha256_file(path)
-        target = Path(os.path.realpath(path))
-        if target.parent.name == "blobs" and _HEX64.match(target.name) and target.name != digest:
-            raise InputError(
-                f"{path}: corrupt download (sha256 {digest[:12]}... differs from the Hub's {target.name[:12]}...); "
-                f"delete {target} and download again"
-            )
-        hashes[path.name] = digest
-    return hashes
 
 
 def _one_line(exc: BaseException) -> str:

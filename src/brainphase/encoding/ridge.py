@@ -19,6 +19,7 @@ import logging
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+
 from brainphase.encoding.estimator import RegressorParams
 from brainphase.encoding.solver import (
     SOLVERS,

@@ -232,12 +232,13 @@ def load_trajectory(path: str | Path) -> Trajectory:
                  if isinstance(group, h5py.Group)} if "metrics" in handle else {}
         internal = handle["internal"] if "internal" in handle else None
         corr = handle["correlations"]
-        seed_segments, boundaries = read_table_group(phases["seed_segments"]), read_table_group(phases["boundaries"])
+        segments, boundaries = read_table_group(phases["segments"]), read_table_group(phases["boundaries"])
+        seed_segments = read_table_group(phases["seed_segments"])
         if "seed_boundaries" in phases:
             matched, spread = read_table_group(phases["seed_boundaries"]), read_table_group(phases["boundary_spread"])
         else:  # written before these tables were stored: derived from the segment tables when they are complete
             complete = {"phase", "end_log10_tokens", "end_tokens", "end_step"} <= set(seed_segments.columns)
-            tables = (seed_segments, boundaries, read_table_group(phases["segments"])) if complete else (pd.DataFrame(),) * 3
+            tables = (seed_segments, boundaries, segments) if complete else (pd.DataFrame(),) * 3
             matched = seed_boundaries(*tables[:2])
             spread = boundary_spread(matched, *tables[1:])
         correlations = pd.DataFrame({"metric": read_strings(corr["metric_names"]),
@@ -253,7 +254,7 @@ def load_trajectory(path: str | Path) -> Trajectory:
             metrics={name: ds[()] for name, ds in metrics.items()},
             metric_kinds={name: attr_text(ds, "kind") for name, ds in metrics.items()},
             x=phases["x"][()], curve=phases["curve"][()], fitted=phases["fitted"][()], labels=phases["labels"][()],
-            label_names=read_strings(phases["label_names"]), segments=read_table_group(phases["segments"]),
+            label_names=read_strings(phases["label_names"]), segments=segments,
             boundaries=boundaries, seed_segments=seed_segments,
             seed_labels=phases["seed_labels"][()], seed_agreement=phases["seed_agreement"][()],
             phase_probability={name: float(ds[()]) for name, ds in phases["phase_probability"].items()},

@@ -7,7 +7,8 @@ axis. The checkpoint is the one the scores were computed for (``checkpoint`` and
 local folder, or a Hugging Face revision found in the local cache (never downloaded). Nothing is
 guessed: a number is written only when it is read from the checkpoint.
 
-- ``n_parameters``: sum of the tensor sizes in the JSON headers of ``model*.safetensors`` (no
+- ``n_parameters``: sum of the tensor sizes in the JSON headers of the ``model*.safetensors``
+  files transformers loads (:func:`brainphase.models.weights.weight_files`; no
   tensor is read, nothing is hashed); absent for ``.bin`` weights or an uncached revision.
 - ``n_layers`` and ``hidden_size``: from ``config.json`` (``num_hidden_layers`` / ``n_layer`` /
   ``num_layers``; ``hidden_size`` / ``n_embd`` / ``d_model``).
@@ -23,6 +24,7 @@ import h5py
 import numpy as np
 
 from brainphase.io import attr_text
+from brainphase.models.weights import weight_files
 
 #: config.json keys of the transformer's depth and width, in order of preference
 _CONFIG_KEYS = {"n_layers": ("num_hidden_layers", "n_layer", "num_layers"),
@@ -51,7 +53,7 @@ def folder_size(folder: Path) -> dict:
         Only the keys that were read; empty when the folder has neither config nor safetensors.
     """
     size = {}
-    weights = sorted(folder.glob("model*.safetensors"))
+    weights = [path for path in weight_files(folder) if path.suffix == ".safetensors"]
     if weights:
         size["n_parameters"] = sum(safetensors_parameters(path) for path in weights)
     config_path = folder / "config.json"

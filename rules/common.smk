@@ -32,32 +32,47 @@ STIMULUS = (
 )
 STIMULUS_OPTION = "--sentences" if SENTENCES else "--stimulus"
 FORMATS = config["figures"]["formats"]
-# one file per (model, seed, step): written by rule measure, read by rule encode
-ACTIVATIONS = f"{R}/activations/{{model}}/seed{{seed}}/step{{step}}.h5"
+# Per-checkpoint files live in one folder per chunk of consecutive checkpoints (config
+# checkpoints_per_job; plan.chunks): {R}/{kind}/{model}/seed{seed}/{chunk}/step{step}.h5, where
+# {chunk} is steps{first}-{last}. One measure and one encode job per chunk (README, "Running a large study").
 FIGURES = ["alignment", "layers", "tasks", "alignment_tasks", "internal", "rois", "brain_maps"]  # = brainphase.figures.FIGURE_NAMES
 
 
 wildcard_constraints:
     model="|".join(re.escape(name) for name in PLANS),  # names such as pythia-1.4b hold regex characters
     seed=r"\d+",
-    step=r"-1|\d+",  # -1: a single checkpoint of unknown training step
+    chunk=r"steps-?\d+--?\d+",  # -1: a single checkpoint of unknown training step
 
 
-def checkpoint_of(wildcards):
+def chunk_dir(kind, model, seed, chunk):
+    """Folder of one chunk's `kind` files (`activations`, `tasks`, `scores`, `internal`)."""
+    return f"{R}/{kind}/{model}/seed{seed}/{chunk}"
+
+
+def chunk_steps(wildcards):
+    """The steps of one (model, seed, chunk)."""
+    return PLANS[wildcards.model].chunks[int(wildcards.seed)][wildcards.chunk]
+
+
+def checkpoint_of(model, seed, step):
     """``(source, revision)`` of one (model, seed, step): the `--model` argument (Hub id or folder)
     and its revision (None for a folder)."""
-    plan = PLANS[wildcards.model]
-    key = int(wildcards.seed), int(wildcards.step)
-    return plan.source[key], plan.revision[key]
+    plan = PLANS[model]
+    return plan.source[seed, step], plan.revision[seed, step]
 
 
-def checkpoint_options(wildcards):
+def checkpoint_options(model, seed, step):
     """`--model SOURCE [--revision REV]` plus labels for one (model, seed, step)."""
-    source, revision = checkpoint_of(wildcards)
-    entry = config["models"][wildcards.model]
-    return cli_options({"model": source, "revision": revision, "model_id": wildcards.model, "seed": wildcards.seed,
-                        "step": wildcards.step, "tokens_per_step": entry.get("tokens_per_step"),
+    source, revision = checkpoint_of(model, seed, step)
+    entry = config["models"][model]
+    return cli_options({"model": source, "revision": revision, "model_id": model, "seed": seed,
+                        "step": step, "tokens_per_step": entry.get("tokens_per_step"),
                         "tokens": entry.get("tokens")})
+
+
+def each_option(options):
+    """One `--each 'OPTIONS'` of a chunk job (brainphase.cli: one run per checkpoint, one process)."""
+    return f"--each {shlex.quote(options)}"
 
 
 def tasks_text(model):
@@ -72,14 +87,21 @@ def tasks_text(model):
     return f"{R}/corpus/valid.txt" if PLANS[model].trained else None
 
 
-def per_step_files(kind):
-    """Input function: every seed's and step's `kind` file of a model (`scores`, `tasks`, ...)."""
+def chunk_dirs(kind):
+    """Input function: every chunk folder of `kind` of a model (every seed)."""
 
-    def files(wildcards):
+    def folders(wildcards):
         plan = PLANS[wildcards.model]
-        return [f"{R}/{kind}/{wildcards.model}/seed{seed}/step{step}.h5" for seed in plan.seeds for step in plan.steps[seed]]
+        return [chunk_dir(kind, wildcards.model, seed, chunk) for seed in plan.seeds for chunk in plan.chunks[seed]]
 
-    return files
+    return folders
+
+
+def per_step_files(kind, model):
+    """Every seed's and step's `kind` file of `model`, inside the chunk folders, quoted for a shell."""
+    plan = PLANS[model]
+    return " ".join(shlex.quote(f"{chunk_dir(kind, model, seed, chunk)}/step{step}.h5")
+                    for seed in plan.seeds for chunk, steps in plan.chunks[seed].items() for step in steps)
 
 
 def all_outputs():

@@ -1,5 +1,5 @@
-# Checkpoints: train the demo model, then one job per checkpoint (rule measure): the weights are
-# loaded once for the activations and the task metrics.
+# Checkpoints: train the demo model, then one job per chunk of checkpoints (rule measure): each
+# checkpoint's weights are loaded once for its activations and task metrics.
 
 
 def train_options(wildcards):
@@ -35,7 +35,7 @@ rule train:
 
 
 def measure_inputs(wildcards):
-    """The checkpoint (trained here), the stimulus and the held-out text of task heldout_text, if any."""
+    """The checkpoints (trained here), the stimulus and the held-out text of task heldout_text, if any."""
     inputs = {"words": STIMULUS}
     if PLANS[wildcards.model].trained:
         inputs["checkpoint"] = f"{R}/models/{wildcards.model}/seed{wildcards.seed}"
@@ -52,10 +52,19 @@ MEASURE_OPTIONS = " ".join([
 ])
 
 
-def measure_options(wildcards, input):
-    """`brainphase measure` options of one (model, seed, step): checkpoint, extraction, stimulus, tasks."""
+def measure_options(wildcards, input, output):
+    """`brainphase measure` options of one chunk: extraction, stimulus, tasks, then one `--each`
+    per checkpoint (its source, revision, labels and output files)."""
     text = f" --tasks-text {shlex.quote(input.text)}" if "text" in input.keys() else ""
-    return f"{checkpoint_options(wildcards)} {MEASURE_OPTIONS} {STIMULUS_OPTION} {shlex.quote(input.words)}{text}"
+    seed = int(wildcards.seed)
+    each = " ".join(
+        each_option(f"{checkpoint_options(wildcards.model, seed, step)} --activations-out {output.activations}/step{step}.h5"
+                    f" --tasks-out {output.tasks}/step{step}.h5")
+        for step in chunk_steps(wildcards))
+    return f"{MEASURE_OPTIONS} {STIMULUS_OPTION} {shlex.quote(input.words)}{text} {each}"
+
+
+ACTIVATIONS = directory(chunk_dir("activations", "{model}", "{seed}", "{chunk}"))
 
 
 rule measure:
@@ -64,19 +73,18 @@ rule measure:
     output:
         # extract.keep: false -> temporary, removed once every encode job reading it is done (rules/encoding.smk)
         activations=ACTIVATIONS if config["extract"]["keep"] else temp(ACTIVATIONS),
-        tasks=f"{R}/tasks/{{model}}/seed{{seed}}/step{{step}}.h5",
+        tasks=directory(chunk_dir("tasks", "{model}", "{seed}", "{chunk}")),
     log:
-        f"{R}/logs/measure/{{model}}_seed{{seed}}_step{{step}}.log",
+        f"{R}/logs/measure/{{model}}_seed{{seed}}_{{chunk}}.log",
     benchmark:
-        f"{R}/benchmarks/measure/{{model}}_seed{{seed}}_step{{step}}.tsv"
+        f"{R}/benchmarks/measure/{{model}}_seed{{seed}}_{{chunk}}.tsv"
     params:
         options=measure_options,
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=120,
+        runtime=120 * config["checkpoints_per_job"],
     conda:
         ENV
     shell:
-        "OMP_NUM_THREADS={threads} brainphase measure {params.options}"
-        " --activations-out {output.activations} --tasks-out {output.tasks} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} brainphase measure {params.options} > {log} 2>&1"

@@ -1,11 +1,11 @@
-# Over training: aggregate per-step files, label the phases, draw the figures.
+# Over training: aggregate the per-checkpoint files (inside the chunk folders), label the phases, draw the figures.
 
 
 rule aggregate:
     input:
-        scores=per_step_files("scores"),
-        tasks=per_step_files("tasks"),
-        internal=per_step_files("internal"),
+        scores=chunk_dirs("scores"),
+        tasks=chunk_dirs("tasks"),
+        internal=chunk_dirs("internal"),
         responses=f"{R}/fmri/responses.h5",
     output:
         f"{R}/trajectory/{{model}}/metrics.h5",
@@ -13,6 +13,11 @@ rule aggregate:
         f"{R}/logs/aggregate/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/aggregate/{{model}}.tsv"
+    params:
+        # the per-checkpoint files inside the chunk folders, every step of every seed
+        scores=lambda wildcards: per_step_files("scores", wildcards.model),
+        tasks=lambda wildcards: per_step_files("tasks", wildcards.model),
+        internal=lambda wildcards: per_step_files("internal", wildcards.model),
     threads: 1
     resources:
         mem_mb=4000,
@@ -20,7 +25,7 @@ rule aggregate:
     conda:
         ENV
     shell:
-        "brainphase aggregate --scores {input.scores} --tasks {input.tasks} --internal {input.internal}"
+        "brainphase aggregate --scores {params.scores} --tasks {params.tasks} --internal {params.internal}"
         " --responses {input.responses}"
         " --voxel-blocks {config[phases][voxel_blocks]} --out {output} > {log} 2>&1"
 

@@ -112,3 +112,42 @@ def test_task_items_longer_than_the_context_stop_before_the_extraction(tiny_chec
     assert cli.main(args) == 2
     assert "task pattern_repeat" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_each_runs_several_checkpoints_in_one_process(tiny_checkpoint, inputs, tmp_path, capsys):
+    """`--each OPTIONS` (a workflow chunk): one run per --each with the shared options, each
+    writing what a separate `brainphase measure` writes; every --each is parsed before the first
+    run, so a bad one leaves no output at all."""
+    stimulus, text = inputs
+    shared = measure_args(tiny_checkpoint, stimulus, text, tmp_path)[:-4]  # without the outputs
+    assert cli.main(measure_args(tiny_checkpoint, stimulus, text, tmp_path)) == 0
+    each = [f"--activations-out {tmp_path / name / 'act.h5'} --tasks-out {tmp_path / name / 'tasks.h5'}"
+            for name in ("first", "second")]
+    assert cli.main([*shared, "--each", each[0], f"--each={each[1]}"]) == 0
+    for name in ("first", "second"):
+        for output in ("act.h5", "tasks.h5"):
+            expected, got = datasets(tmp_path / output), datasets(tmp_path / name / output)
+            assert sorted(got) == sorted(expected)
+            for key, values in expected.items():
+                assert np.array_equal(got[key], values), (name, output, key)
+
+    bad = tmp_path / "bad"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*shared, "--each", f"--activations-out {bad / 'a.h5'} --tasks-out {bad / 't.h5'}",
+                  "--each", "--activations-out x.h5 --tasks-out t.h5 --no-such-option 1"])
+    assert exit_info.value.code == 2 and "--no-such-option" in capsys.readouterr().err
+    assert not bad.exists()
+
+
+def test_split_each():
+    assert cli.split_each(["--a", "1", "--each", "--x 1", "--b", "--each=--x 2"]) == (["--a", "1", "--b"],
+                                                                                      ["--x 1", "--x 2"])
+    assert cli.split_each(["--a"]) == (["--a"], [])
+    with pytest.raises(SystemExit, match="--each needs a value"):
+        cli.split_each(["--a", "--each"])
+
+
+def test_each_only_for_one_checkpoint_steps(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["plan", "--configfile", "c.yaml", "--each", "--jobs 2"])
+    assert exit_info.value.code == 2 and "--each is for encode, internal, measure" in capsys.readouterr().err

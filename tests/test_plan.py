@@ -68,6 +68,18 @@ def test_counts_equal_dry_run_pretrained(tmp_path):
     assert dict(counts) == dry_run_counts([path], tmp_path / "work")
 
 
+def test_counts_equal_dry_run_chunked(tmp_path):
+    """checkpoints_per_job: 3 groups each seed's steps: 4 steps -> 2 jobs (3 + 1), 2 steps -> 1."""
+    path = pretrained_config(tmp_path)
+    config = yaml.safe_load(path.read_text())
+    config["checkpoints_per_job"] = 3
+    path.write_text(yaml.safe_dump(config))
+    config = plan.load_config([path])
+    counts = plan.job_counts(config, plan_models(config, config["results"]))
+    assert counts["measure"] == counts["encode"] == 3 * 2 + 1
+    assert dict(counts) == dry_run_counts([path], tmp_path / "work")
+
+
 def test_counts_equal_dry_run_demo(tmp_path):
     """The embedded demo: trained models, simulated fMRI, the corpus rule."""
     overlay = tmp_path / "overlay.yaml"
@@ -134,6 +146,10 @@ def test_peak_without_keep(tmp_path):
     assert est["activation_bytes_peak"] == 2 * 40 * 25 * 2048 * 2 + 40 * 7 * 512 * 2
     est = plan.estimate(config, plan_models(config, config["results"]), 40, jobs=2)
     assert est["activation_bytes_peak"] == 2 * 40 * 25 * 2048 * 2 + 4 * 40 * 7 * 512 * 2
+    # chunks of 2 checkpoints: a slot holds 3 folders of 2 files
+    config["checkpoints_per_job"] = 2
+    est = plan.estimate(config, plan_models(config, config["results"]), 40, jobs=1)
+    assert est["activation_bytes_peak"] == 2 * 40 * 25 * 2048 * 2 + 4 * 40 * 7 * 512 * 2
 
 
 def test_cli_cluster_config(capsys):
@@ -141,7 +157,8 @@ def test_cli_cluster_config(capsys):
     code = cli_main(["plan", "--configfile", str(ROOT / "config" / "cluster_scale.yaml"), "--n-words", "1000"])
     out = capsys.readouterr().out
     assert code == 0
-    assert re.search(r"measure\s+12,320", out) and "12,320 checkpoints" in out
+    # checkpoints_per_job: 4 -> ceil(154 / 4) = 39 chunks per (size, seed)
+    assert re.search(r"measure\s+3,120", out) and re.search(r"encode\s+3,120", out) and "12,320 checkpoints" in out
 
 
 def test_cli_needs_word_count(capsys):

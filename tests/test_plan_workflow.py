@@ -1,8 +1,11 @@
 """The workflow's plan for pretrained models (dry runs): one local checkpoint without a
 convention, and a sentence-level run that never downloads the demo corpus; every checkpoint gets
 its task suite in the same job as its activations (rule measure), the held-out-text task only
-when `tasks.text` is given. The plan at DAG level (dry runs, issue 14): weights loaded in one
-measure job per (model, seed, step), encode checking the activations' checkpoint, extract.keep."""
+when `tasks.text` is given. The plan at DAG level (dry runs, issue 14): each (model, seed, step)'s
+weights loaded in exactly one measure job (one per chunk of checkpoints_per_job steps), encode
+checking the activations' checkpoint, extract.keep."""
+
+import re
 
 import subprocess
 import sys
@@ -44,13 +47,13 @@ def test_sentence_run_of_a_local_checkpoint_has_no_corpus_and_no_heldout_text(tm
     stdout = dry_run(tmp_path, sentence_run(tmp_path))
     assert {"load_fmri", "measure", "encode", "aggregate", "phases", "figures", "all"} <= jobs(stdout)
     assert not {"corpus", "train", "extract", "tasks"} & jobs(stdout)
-    assert "--step -1" in stdout and "res/activations/bert/seed0/step-1.h5" in stdout
+    assert "--step -1" in stdout and "res/activations/bert/seed0/steps-1--1/step-1.h5" in stdout
     assert "Repo id" not in stdout and "convention" not in stdout
     measure = [line for line in stdout.splitlines() if "brainphase measure" in line]
     assert len(measure) == 1 and "--tasks-text" not in measure[0]
-    assert "--tasks-out res/tasks/bert/seed0/step-1.h5" in measure[0]
+    assert "--tasks-out res/tasks/bert/seed0/steps-1--1/step-1.h5" in measure[0]
     aggregate = next(line for line in stdout.splitlines() if "brainphase aggregate" in line)
-    assert "res/tasks/bert/seed0/step-1.h5" in aggregate
+    assert "res/tasks/bert/seed0/steps-1--1/step-1.h5" in aggregate
 
 
 def test_task_text_gives_heldout_text_without_the_demo_corpus(tmp_path):
@@ -62,7 +65,7 @@ def test_task_text_gives_heldout_text_without_the_demo_corpus(tmp_path):
     assert "measure" in jobs(stdout) and "corpus" not in jobs(stdout)
     measure = next(line for line in stdout.splitlines() if "brainphase measure" in line)
     assert f"--tasks-text {text}" in measure and "--step 143000 --tokens 300000000000" in measure
-    assert "--tasks-out res/tasks/bert/seed0/step143000.h5" in measure
+    assert "--tasks-out res/tasks/bert/seed0/steps143000-143000/step143000.h5" in measure
 
 
 @pytest.mark.slow
@@ -92,10 +95,10 @@ def test_one_local_encoder_checkpoint_runs_to_the_figures(tmp_path):
                "--configfile", str(tmp_path / "config.yaml"), "--cores", "2"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    attrs = read_attrs(tmp_path / "res" / "activations" / "bert" / "seed0" / "step-1.h5")
+    attrs = read_attrs(tmp_path / "res" / "activations" / "bert" / "seed0" / "steps-1--1" / "step-1.h5")
     assert (attrs["step"], attrs["tokens"], attrs["seed"], attrs["architecture"]) == (-1, -1, 0, "encoder")
     assert (tmp_path / "res" / "trajectory" / "bert" / "trajectory.h5").is_file()
-    assert read_attrs(tmp_path / "res" / "tasks" / "bert" / "seed0" / "step-1.h5")["skipped"].startswith("encoder")
+    assert read_attrs(tmp_path / "res" / "tasks" / "bert" / "seed0" / "steps-1--1" / "step-1.h5")["skipped"].startswith("encoder")
     assert not (tmp_path / "res" / "corpus").exists()
 
 
@@ -115,29 +118,35 @@ def dry_run_jobs(stdout: str) -> list[dict]:
     return jobs
 
 
-def test_each_checkpoint_loads_its_weights_in_one_measure_job(tmp_path):
-    """2 models x 2 seeds x 3 steps trained here: 12 measure jobs, one per (model, seed, step);
-    the trained-model folders are inputs of measure jobs only, and only measure loads weights
-    (`--model`); encode names the same checkpoint only to check the activations' weights hash."""
+@pytest.mark.parametrize("checkpoints_per_job", [1, 2])
+def test_each_checkpoint_loads_its_weights_in_one_measure_job(tmp_path, checkpoints_per_job):
+    """2 models x 2 seeds x 3 steps trained here: each (model, seed, step) is loaded (`--model`)
+    in exactly one measure job: 12 jobs of one checkpoint, or 8 of two and one (chunks of
+    checkpoints_per_job consecutive steps); the trained-model folders are inputs of measure jobs
+    only, and only measure loads weights; encode names the same checkpoint only to check the
+    activations' weights hash."""
     from test_workflow import TINY
 
     config = yaml.safe_load(yaml.safe_dump(TINY))
     tiny = config["models"].pop("tiny")
     config["models"] = {"small-a": dict(tiny, seeds=[1, 2]), "small-b": dict(tiny, seeds=[1, 2])}
+    config["checkpoints_per_job"] = checkpoints_per_job
     models = f"{config['results']}/models/"
     jobs = dry_run_jobs(dry_run(tmp_path, config))
     measure = [job for job in jobs if job["rule"] == "measure"]
-    checkpoints = {tuple(job["wildcards"]) for job in measure}
-    assert len(measure) == len(checkpoints) == 2 * 2 * 3
-    assert {(w[0], w[1]) for w in checkpoints} == {(f"model={m}", f"seed={s}") for m in ("small-a", "small-b")
-                                                   for s in (1, 2)}
+    loads = [(model, seed, step) for job in measure
+             for model, seed, step in re.findall(rf"--model {models}([\w-]+)/seed(\d+)/step(\d+) ", job["shell"])]
+    assert len(loads) == len(set(loads)) == 2 * 2 * 3
+    assert len(measure) == 2 * 2 * (3 if checkpoints_per_job == 1 else 2)
     for job in jobs:
-        loads = [f for f in job["input"] if f.startswith(models)]
-        assert bool(loads) == (job["rule"] == "measure"), job
+        inputs = [f for f in job["input"] if f.startswith(models)]
+        assert bool(inputs) == (job["rule"] == "measure"), job
         assert ("--model " in job["shell"]) == (job["rule"] == "measure"), job["shell"]
     assert sum(job["rule"] == "train" for job in jobs) == 4
     encode = [job for job in jobs if job["rule"] == "encode"]
-    assert len(encode) == 12 and all(f"--checkpoint {models}" in job["shell"] for job in encode)
+    checks = [match for job in encode for match in re.findall(rf"--checkpoint {models}([\w-]+)/seed(\d+)/step(\d+)\b",
+                                                              job["shell"])]
+    assert len(encode) == len(measure) and sorted(checks) == sorted(loads)
 
 
 def pythia_config(tmp_path: Path, **extract) -> dict:
@@ -151,29 +160,30 @@ def pythia_config(tmp_path: Path, **extract) -> dict:
 
 
 def test_encode_checks_the_activations_come_from_the_configured_checkpoint(tmp_path):
-    """Each encode job passes the checkpoint its measure job loads (`--checkpoint SOURCE
-    --checkpoint-revision REV`): brainphase encode refuses activations of other weights."""
+    """Each encode job passes, per checkpoint, the checkpoint its measure job loads
+    (`--checkpoint SOURCE --checkpoint-revision REV`): brainphase encode refuses activations of
+    other weights."""
     jobs = dry_run_jobs(dry_run(tmp_path, pythia_config(tmp_path)))
     measure = {tuple(job["wildcards"]): job["shell"] for job in jobs if job["rule"] == "measure"}
     encode = {tuple(job["wildcards"]): job["shell"] for job in jobs if job["rule"] == "encode"}
     assert measure.keys() == encode.keys() and len(encode) == 4
     for key, command in encode.items():
-        seed, step = key[1].split("=")[1], key[2].split("=")[1]
+        seed, step = key[1].split("=")[1], re.fullmatch(r"chunk=steps(\d+)-\d+", key[2])[1]
         source = "EleutherAI/pythia-70m" + ("-seed1" if seed == "1" else "")
         assert f"--model {source} --revision step{step} " in measure[key]
-        assert f"--checkpoint {source} --checkpoint-revision step{step} " in command
+        assert f"--checkpoint {source} --checkpoint-revision step{step}" in command
 
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_extract_keep_false_makes_activations_temporary(tmp_path, keep):
-    """extract.keep false: Snakemake lists the activation files among the temporary outputs it
+    """extract.keep false: Snakemake lists the activation folders among the temporary outputs it
     removes (`--delete-temp-output -n` names those that exist); kept by default. The option is
     the workflow's: brainphase measure never sees it."""
     config = pythia_config(tmp_path, keep=keep)
     folder = tmp_path / "res" / "activations" / "pythia-70m" / "seed1"
-    folder.mkdir(parents=True)
     for step in (0, 512):
-        (folder / f"step{step}.h5").touch()
+        (folder / f"steps{step}-{step}").mkdir(parents=True)
+        (folder / f"steps{step}-{step}" / f"step{step}.h5").touch()
     measure = [line for line in dry_run(tmp_path, config).splitlines() if "brainphase measure" in line]
     assert len(measure) == 4 and not any(" --keep" in line or " --no-keep" in line for line in measure)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -182,7 +192,7 @@ def test_extract_keep_false_makes_activations_temporary(tmp_path, keep):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     deleted = {line.split()[-1] for line in (result.stdout + result.stderr).splitlines() if line.startswith("Would delete")}
-    expected = set() if keep else {folder / f"step{step}.h5" for step in (0, 512)}
+    expected = set() if keep else {folder / f"steps{step}-{step}" for step in (0, 512)}
     assert {tmp_path / name for name in deleted} == expected  # names relative to the working directory or absolute
 
 

@@ -22,12 +22,13 @@ import pandas as pd
 from _models import STIMULUS_WORDS, tiny_checkpoint, tiny_tokenizer_dir  # noqa: F401
 from test_workflow import REPO, snakemake
 
-ACTIVATIONS = "results/activations/tiny/seed0/step16.h5"
-TASKS = "results/tasks/tiny/seed0/step16.h5"
-SCORES = "results/scores/tiny/seed0/step16.h5"
-INTERNAL = "results/internal/tiny/seed0/step16.h5"  # written by the encode job after the scores
-MEASURE_LOG = "results/logs/measure/tiny_seed0_step16.log"
-ENCODE_LOG = "results/logs/encode/tiny_seed0_step16.log"
+CHUNK = "tiny/seed0/steps16-16"  # the chunk folder of the one checkpoint (checkpoints_per_job 1)
+ACTIVATIONS = f"results/activations/{CHUNK}/step16.h5"
+TASKS = f"results/tasks/{CHUNK}/step16.h5"
+SCORES = f"results/scores/{CHUNK}/step16.h5"
+INTERNAL = f"results/internal/{CHUNK}/step16.h5"  # written by the encode job after the scores
+MEASURE_LOG = "results/logs/measure/tiny_seed0_steps16-16.log"
+ENCODE_LOG = "results/logs/encode/tiny_seed0_steps16-16.log"
 TR, N_WORDS, N_VOLUMES = 2.0, 200, 110
 #: provenance attributes that legitimately differ between two runs of the same job (and input_sha256
 #: values of HDF5 inputs, whose bytes hold their own created_utc; its paths are compared)
@@ -51,6 +52,11 @@ def write_study(folder: Path, checkpoint: Path) -> dict:
             "fmri": {"kind": "roi-table", "root": str(folder / "roi"), "tr": TR},
             "encode": {"trim_start": 2, "trim_end": 2},
             "tasks": {"names": ["induction", "blimp_agreement", "blimp_determiner"], "seq_len": 32}}
+
+
+def folder(name: str) -> str:
+    """The chunk folder (the Snakemake output) that holds the per-checkpoint file ``name``."""
+    return str(Path(name).parent)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -125,22 +131,24 @@ def test_killed_measure_and_encode_resume_to_identical_outputs(tmp_path, tiny_ch
     config = write_study(tmp_path, tiny_checkpoint)
     reference = tmp_path / "reference"
     reference.mkdir()
-    result = snakemake(reference, "--cores", "1", SCORES, config=config)
+    result = snakemake(reference, "--cores", "1", folder(SCORES), config=config)
     assert result.returncode == 0, result.stderr[-4000:]
     killed = tmp_path / "killed"
     shutil.copytree(reference, killed, symlinks=True)  # keeps mtimes: only the removed outputs are rebuilt
     outputs = [name for name in (ACTIVATIONS, TASKS, SCORES, INTERNAL) if (reference / name).is_file()]
-    for name in outputs + [MEASURE_LOG, ENCODE_LOG]:
+    for name in outputs:
+        shutil.rmtree(killed / folder(name))
+    for name in (MEASURE_LOG, ENCODE_LOG):
         (killed / name).unlink()
 
     # measure: killed after the activations were written, before the task metrics (an incomplete job)
-    _run_and_kill(killed, ACTIVATIONS, MEASURE_LOG, kill_at="INFO brainphase.tasks")
+    _run_and_kill(killed, folder(ACTIVATIONS), MEASURE_LOG, kill_at="INFO brainphase.tasks")
     assert (killed / ACTIVATIONS).is_file() and not (killed / TASKS).exists()
-    _resume(killed, config, ACTIVATIONS, rerun="measure")
+    _resume(killed, config, folder(ACTIVATIONS), rerun="measure")
     # encode: killed while fitting, before the scores file exists
-    _run_and_kill(killed, SCORES, ENCODE_LOG, kill_at="INFO brainphase.encoding")
+    _run_and_kill(killed, folder(SCORES), ENCODE_LOG, kill_at="INFO brainphase.encoding")
     assert not (killed / SCORES).exists() and not (killed / INTERNAL).exists()
-    _resume(killed, config, SCORES, rerun="encode")
+    _resume(killed, config, folder(SCORES), rerun="encode")
 
     assert outputs[:3] == [ACTIVATIONS, TASKS, SCORES]
     for name in outputs:

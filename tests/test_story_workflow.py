@@ -80,7 +80,7 @@ def test_story_example_config_runs_unchanged(tmp_path):
 
     results = tmp_path / "results-story"
     assert not (results / "corpus").exists()  # the demo corpus is never fetched for one's own data
-    with h5py.File(results / "scores" / "my-model" / "seed0" / "step-1.h5") as f:
+    with h5py.File(results / "scores" / "my-model" / "seed0" / "steps-1--1" / "step-1.h5") as f:
         assert f.attrs["cv"] == "blocks"  # one run: blocked CV with a gap
         roi_r = f["roi_mean_r"][()].max(axis=0).mean(axis=0)  # best layer, mean over subjects, per ROI
         assert "group/r" in f and f["r"].shape[1] == N_SUBJECTS

@@ -51,14 +51,15 @@ def test_dry_run_of_demo_config_lists_every_rule(tmp_path):
 
 
 def test_each_checkpoint_loads_its_weights_in_exactly_one_job(tmp_path):
-    """One `measure` job per (model, seed, step) writes its activations and tasks files; no other
-    job loads the weights (`--model`)."""
+    """One `measure` job per (model, seed, step) (checkpoints_per_job 1, the default) writes its
+    activations and tasks files in its chunk folders; no other job loads the weights (`--model`)."""
     result = snakemake(tmp_path, "-n", "-p", config=TINY)
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if "--model " in line]
     assert len(commands) == 3 and all(" brainphase measure " in line for line in commands)
     for step in (0, 1, 40):
-        outputs = f"--activations-out results/activations/tiny/seed1/step{step}.h5 --tasks-out results/tasks/tiny/seed1/step{step}.h5"
+        chunk = f"seed1/steps{step}-{step}/step{step}.h5"
+        outputs = f"--activations-out results/activations/tiny/{chunk} --tasks-out results/tasks/tiny/{chunk}"
         assert sum(outputs in line for line in commands) == 1
     assert all("--tasks-text results/corpus/valid.txt" in line for line in commands)
 
@@ -106,9 +107,9 @@ def test_tiny_workflow_writes_trajectory_and_figures(tiny_run):
         for fmt in ("png", "pdf"):
             figure = results / "figures" / "tiny" / f"{name}.{fmt}"
             assert figure.is_file() and figure.stat().st_size > 1000
-    steps = sorted(int(p.stem[4:]) for p in (results / "scores" / "tiny" / "seed1").glob("step*.h5"))
+    steps = sorted(int(p.stem[4:]) for p in (results / "scores" / "tiny" / "seed1").glob("steps*/step*.h5"))
     assert len(steps) == 3 and steps[0] == 0 and steps[-1] == 40
-    with h5py.File(results / "scores" / "tiny" / "seed1" / f"step{steps[-1]}.h5", "r") as handle:
+    with h5py.File(results / "scores" / "tiny" / "seed1" / "steps40-40" / "step40.h5", "r") as handle:
         assert handle["r"].shape[0] == 3  # embeddings + 2 layers
         assert int(handle.attrs["step"]) == steps[-1]
         assert bool(handle.attrs["simulated"])
@@ -123,7 +124,7 @@ def test_every_rule_wrote_its_log(tiny_run):
 
 
 def test_every_rule_wrote_its_benchmark(tiny_run):
-    """Per-checkpoint rules: benchmarks/{rule}/{model}_seed{seed}_step{step}.tsv, others benchmarks/{rule}.tsv;
+    """Per-chunk rules: benchmarks/{rule}/{model}_seed{seed}_steps{first}-{last}.tsv, others benchmarks/{rule}.tsv;
     the `s` column holds the job's wall-clock seconds."""
     import pandas as pd
 
@@ -132,8 +133,8 @@ def test_every_rule_wrote_its_benchmark(tiny_run):
         assert (benchmarks / f"{rule}.tsv").is_file(), rule
     assert (benchmarks / "train" / "tiny_seed1.tsv").is_file()
     for rule in ("measure", "encode"):
-        assert sorted(p.name for p in (benchmarks / rule).iterdir()) == [f"tiny_seed1_step{s}.tsv" for s in (0, 1, 40)]
-    seconds = pd.read_csv(benchmarks / "measure" / "tiny_seed1_step40.tsv", sep="\t")["s"]
+        assert sorted(p.name for p in (benchmarks / rule).iterdir()) == [f"tiny_seed1_steps{s}-{s}.tsv" for s in (0, 1, 40)]
+    seconds = pd.read_csv(benchmarks / "measure" / "tiny_seed1_steps40-40.tsv", sep="\t")["s"]
     assert len(seconds) == 1 and 0 < seconds[0] < 600
 
 
@@ -142,11 +143,12 @@ def test_measure_wrote_activations_and_tasks_of_each_checkpoint(tiny_run):
 
     results = tiny_run / "results"
     for step in (0, 1, 40):
-        activations = read_attrs(results / "activations" / "tiny" / "seed1" / f"step{step}.h5")
-        tasks = read_attrs(results / "tasks" / "tiny" / "seed1" / f"step{step}.h5")
+        chunk = f"steps{step}-{step}"
+        activations = read_attrs(results / "activations" / "tiny" / "seed1" / chunk / f"step{step}.h5")
+        tasks = read_attrs(results / "tasks" / "tiny" / "seed1" / chunk / f"step{step}.h5")
         assert (activations["stage"], tasks["stage"]) == ("extract", "tasks")
         assert activations["step"] == tasks["step"] == step
-        with h5py.File(results / "tasks" / "tiny" / "seed1" / f"step{step}.h5", "r") as handle:
+        with h5py.File(results / "tasks" / "tiny" / "seed1" / chunk / f"step{step}.h5", "r") as handle:
             assert "heldout_text" in handle["metrics"] and len(handle["metrics"]) > 1  # held-out text + suite
 
 
@@ -182,7 +184,7 @@ def test_sentence_level_dataset_runs_through_the_workflow(tmp_path):
     config["encode"] = {"sentence_folds": 4}
     result = snakemake(tmp_path, "--cores", "2", config=config)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    with h5py.File(tmp_path / "results" / "scores" / "tiny" / "seed1" / "step40.h5", "r") as handle:
+    with h5py.File(tmp_path / "results" / "scores" / "tiny" / "seed1" / "steps40-40" / "step40.h5", "r") as handle:
         assert handle.attrs["stimulus_kind"] == "sentences"
         assert handle["r"].shape == (3, 2, 6)
     with h5py.File(tmp_path / "results" / "trajectory" / "tiny" / "trajectory.h5", "r") as handle:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import shlex
 import sys
 
 from brainphase import __version__
@@ -66,17 +67,60 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"brainphase {name}", description=help_text)
+    parser = argparse.ArgumentParser(prog=f"brainphase {name}", description=help_text,
+                                     epilog=EACH_HELP if name in EACH_COMMANDS else None)
     add_arguments = getattr(module, f"add_{name.replace('-', '_')}_arguments", None) or module.add_arguments
     run = getattr(module, f"run_{name.replace('-', '_')}", None) or module.main
     add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    common, each = split_each(argv[1:])
+    if each and name not in EACH_COMMANDS:
+        parser.error(f"--each is for {', '.join(sorted(EACH_COMMANDS))} (one checkpoint per run)")
+    runs = [parser.parse_args(common + shlex.split(options)) for options in each] or [parser.parse_args(common)]
     try:
-        run(args)
+        for args in runs:
+            run(args)
     except InputError as exc:
         print(f"brainphase {name}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+#: steps that handle one checkpoint per run and accept ``--each`` (a workflow chunk of checkpoints)
+EACH_COMMANDS = frozenset({"measure", "encode", "internal"})
+
+EACH_HELP = (
+    "--each 'OPTIONS' (repeatable): run this step once per --each, in one process, with the other "
+    "options plus OPTIONS (e.g. one checkpoint's --model/--revision/--step and output files). The "
+    "workflow runs a chunk of checkpoints (config checkpoints_per_job) this way: imports and the "
+    "shared inputs are paid once per job; each run still loads its checkpoint once and writes its "
+    "own files atomically, and the first failure stops the job."
+)
+
+
+def split_each(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` without its ``--each OPTIONS`` pairs, and the OPTIONS strings in order.
+
+    Raises
+    ------
+    SystemExit
+        For a ``--each`` without a value.
+    """
+    common, each = [], []
+    position = 0
+    while position < len(argv):
+        token = argv[position]
+        if token == "--each":
+            if position + 1 >= len(argv):
+                sys.exit("brainphase: --each needs a value: the options of one run, quoted")
+            each.append(argv[position + 1])
+            position += 2
+            continue
+        if token.startswith("--each="):
+            each.append(token[len("--each="):])
+        else:
+            common.append(token)
+        position += 1
+    return common, each
 
 
 if __name__ == "__main__":

@@ -133,6 +133,9 @@ class ModelPlan:
         (seed, step) -> revision name passed to ``from_pretrained`` (None for trained/local).
     source : dict
         (seed, step) -> the ``--model`` argument: HF id, or a local folder.
+    chunks : dict
+        seed -> {chunk name: steps}: the consecutive steps one ``measure`` job and one ``encode``
+        job handle (config ``checkpoints_per_job``), in step order; names from :func:`chunk_name`.
     """
 
     name: str
@@ -141,6 +144,21 @@ class ModelPlan:
     steps: dict[int, list[int]] = field(default_factory=dict)
     revision: dict[tuple[int, int], str | None] = field(default_factory=dict)
     source: dict[tuple[int, int], str] = field(default_factory=dict)
+    chunks: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+
+
+def chunk_name(steps: list[int]) -> str:
+    """Folder name of a chunk of consecutive steps: ``steps{first}-{last}`` (``steps16-16`` for one)."""
+    return f"steps{steps[0]}-{steps[-1]}"
+
+
+def _split_chunks(plan: ModelPlan, checkpoints_per_job: int) -> None:
+    """Fill ``plan.chunks``: each seed's steps in consecutive groups of ``checkpoints_per_job``
+    (the last group may be shorter)."""
+    for seed in plan.seeds:
+        steps = plan.steps[seed]
+        groups = [steps[start:start + checkpoints_per_job] for start in range(0, len(steps), checkpoints_per_job)]
+        plan.chunks[seed] = {chunk_name(group): group for group in groups}
 
 
 def _seed_source(entry: Mapping, seed: int, model: str) -> str:
@@ -184,6 +202,7 @@ def plan_models(config: Mapping, results: str) -> dict[str, ModelPlan]:
                 for step, (source, revision) in checkpoints.items():
                     plan.source[seed, step] = source
                     plan.revision[seed, step] = revision
+        _split_chunks(plan, config["checkpoints_per_job"])
         plans[name] = plan
     return plans
 

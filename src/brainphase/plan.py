@@ -18,13 +18,14 @@ step) grid; no Snakemake, no network) and prints
   (embeddings + every block, ``extract.storage_dtype``; ``width`` = ``d_model``, or
   ``extract.reduce_dim`` with ``extract.reduce: random_projection``), their total, and the peak:
   the total when the activations are kept (``extract.keep``, default true), else the activation
-  files of the :data:`FILES_PER_JOB` ``x --jobs`` largest checkpoints. The rule behind the latter:
-  with ``keep: false`` Snakemake removes a checkpoint's activations once every job reading them is
-  done: its own encode job, the next step's (CKA with the previous step) and, for a seed's final
-  step, every encode job of that seed (CKA with the final step). Each of the ``--jobs`` job slots
-  works on one checkpoint at a time and holds up to three files: that checkpoint's, its previous
-  step's and its seed's final step's. The estimate holds when Snakemake runs a checkpoint's encode
-  job soon after its ``measure`` job (e.g. ``--prioritize`` or enough CPU slots); GPU jobs that
+  files of the :data:`CHUNKS_PER_JOB` ``x checkpoints_per_job x --jobs`` largest checkpoints.
+  The rule behind the latter: with ``keep: false`` Snakemake removes a chunk's activation folder
+  (``checkpoints_per_job`` consecutive checkpoints of a seed) once every job reading it is done:
+  its own encode job, the next chunk's (CKA with the previous step) and, for a seed's final chunk,
+  every encode job of that seed (CKA with the final step). Each of the ``--jobs`` job slots works
+  on one chunk at a time and holds up to three folders: its chunk's, the previous chunk's and its
+  seed's final chunk's. The estimate holds when Snakemake runs a chunk's encode job soon after
+  its ``measure`` job (e.g. ``--prioritize`` or enough CPU slots); GPU jobs that
   outpace encoding leave more files waiting, up to the total;
 * where a finished run spent its time, when ``{results}/benchmarks`` holds the Snakemake
   ``benchmark:`` files of its rules (:func:`benchmark_summary`): seconds per rule (sum, mean,
@@ -80,9 +81,10 @@ BUILTIN_SUITE = Path(__file__).resolve().parent / "tasks" / "suite"
 DEFAULT_TFLOPS = 400.0
 DEFAULT_LOAD_GBPS = 1.0
 DEFAULT_JOBS = 16
-#: Activation files a job slot holds with ``extract.keep: false``: its checkpoint's, the previous
-#: step's and the seed's final step's (the internal metrics' CKA reads both).
-FILES_PER_JOB = 3
+#: Activation folders a job slot holds with ``extract.keep: false``: its chunk's, the previous
+#: chunk's and the seed's final chunk's (the internal metrics' CKA reads the previous and the final
+#: step); each holds ``checkpoints_per_job`` activation files.
+CHUNKS_PER_JOB = 3
 
 
 @dataclass(frozen=True)
@@ -123,16 +125,16 @@ def job_counts(config: Mapping, plans: Mapping) -> Counter:
     """Jobs per rule of the workflow (``snakemake -n``'s "Job stats"), from the config alone.
 
     Mirrors the inputs of rules/*.smk: one ``measure`` and one ``encode`` job (encoding and
-    internal metrics) per (model, seed, step); ``train`` per (model, seed) of trained models; ``aggregate``,
+    internal metrics) per chunk of ``checkpoints_per_job`` consecutive steps of a (model, seed); ``train`` per (model, seed) of trained models; ``aggregate``,
     ``phases``, ``figures`` per model; ``load_fmri`` once; ``simulate`` for simulated fMRI;
     ``corpus`` when some rule reads ``results/corpus`` (no ``corpus.stimulus`` given, simulated
     fMRI, or a model trained here); ``all`` once.
     """
     kind = config["fmri"]["kind"]
-    n_checkpoints = sum(len(steps) for plan in plans.values() for steps in plan.steps.values())
+    n_chunks = sum(len(chunks) for plan in plans.values() for chunks in plan.chunks.values())
     trained = [plan for plan in plans.values() if plan.trained]
     needs_corpus = (kind != "sentences" and not config["corpus"].get("stimulus")) or kind == "simulated" or bool(trained)
-    counts = Counter({"measure": n_checkpoints, "encode": n_checkpoints,
+    counts = Counter({"measure": n_chunks, "encode": n_chunks,
                       "aggregate": len(plans), "phases": len(plans), "figures": len(plans), "load_fmri": 1, "all": 1})
     counts["train"] = sum(len(plan.seeds) for plan in trained)
     counts["simulate"] = int(kind == "simulated")
@@ -225,7 +227,8 @@ def estimate(config: Mapping, plans: Mapping, n_words: int, tflops: float = DEFA
                         "weight_bytes": shape.n_params * WEIGHT_BYTES}
         per_checkpoint += [activation_bytes] * n_checkpoints
     total = sum(per_checkpoint)
-    peak = total if keep else sum(sorted(per_checkpoint, reverse=True)[:FILES_PER_JOB * jobs])
+    files_per_job = CHUNKS_PER_JOB * config["checkpoints_per_job"]
+    peak = total if keep else sum(sorted(per_checkpoint, reverse=True)[:files_per_job * jobs])
     return {"models": models, "gpu_hours": sum(m["gpu_hours"] for m in models.values()),
             "activation_bytes_total": total, "activation_bytes_peak": peak, "keep": keep,
             "reduce": reduce, "reduce_dim": reduce_dim}
@@ -339,8 +342,8 @@ def plan_text(config: Mapping, plans: Mapping, counts: Counter, est: dict | None
               + ("" if est["keep"] else "  (written over the run, each removed once the encode jobs reading it are done)"),
               f"  activations, peak:            {human_bytes(est['activation_bytes_peak'])}"
               + ("  (every activation file is kept)" if est["keep"] else
-                 f"  ({jobs} jobs in flight x {FILES_PER_JOB} files: a checkpoint's, its previous step's, its seed's "
-                 "final step's)"),
+                 f"  ({jobs} jobs in flight x {CHUNKS_PER_JOB} chunks of {config['checkpoints_per_job']} files: "
+                 "a job's chunk, the previous chunk, its seed's final chunk)"),
               f"  checkpoint weights, if every revision stays in the HF cache: {human_bytes(weights)}"]
     return "\n".join(lines)
 

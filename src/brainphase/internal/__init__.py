@@ -2,7 +2,7 @@
 
 :mod:`brainphase.internal.metrics` holds the numerics (TwoNN intrinsic dimension, linear CKA,
 effective rank, anisotropy); :mod:`brainphase.internal.cli` the ``brainphase internal`` command
-that writes ``internal/{model}/seed{seed}/step{step}.h5`` (docs/hdf5_layout.md).
+that writes ``internal/{model}/seed{seed}/{chunk}/step{step}.h5`` (docs/hdf5_layout.md).
 """
 
 from brainphase.internal.metrics import (

@@ -1,7 +1,7 @@
 """``brainphase aggregate``: per-checkpoint scores and task metrics -> ``metrics.h5``.
 
-Collects ``scores/{model}/seed{seed}/step{step}.h5`` (from ``brainphase encode``) and, when
-there are any, ``tasks/...`` and ``internal/{model}/seed{seed}/step{step}.h5`` (task metrics
+Collects ``scores/{model}/seed{seed}/{chunk}/step{step}.h5`` (from ``brainphase encode``) and, when
+there are any, ``tasks/...`` and ``internal/{model}/seed{seed}/{chunk}/step{step}.h5`` (task metrics
 ``/metrics/{task}/{metric}`` and internal metrics ``/internal/{name}``,
 :mod:`brainphase.phases.collect`) into arrays over seeds x steps.
 Brain alignment of a checkpoint is summarised without layer-selection bias
@@ -188,10 +188,10 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
     Parameters
     ----------
     scores_paths : sequence of path
-        ``scores/{model}/seed{seed}/step{step}.h5`` files, one per (seed, step); together they
+        ``scores/{model}/seed{seed}/{chunk}/step{step}.h5`` files, one per (seed, step); together they
         must cover every step for every seed. One checkpoint is enough.
     tasks_paths : sequence of path
-        ``tasks/{model}/seed{seed}/step{step}.h5`` files of the same checkpoints, or none (no
+        ``tasks/{model}/seed{seed}/{chunk}/step{step}.h5`` files of the same checkpoints, or none (no
         task metrics, e.g. a sentence-level study without task text). Files whose root attr
         ``skipped`` says why (a model without a trained LM head) contribute no metrics.
     out : path
@@ -206,7 +206,7 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
         (:mod:`brainphase.phases.voxel_blocks`; only with >= 2 voxels per block; 0 = none);
         default ``phases.voxel_blocks`` of the schema.
     internal_paths : sequence of path
-        ``internal/{model}/seed{seed}/step{step}.h5`` files (``brainphase internal``) of the same
+        ``internal/{model}/seed{seed}/{chunk}/step{step}.h5`` files (``brainphase internal``) of the same
         checkpoints, or none; stored as ``/internal/{name}`` (S, T, L)
         (:func:`brainphase.phases.collect.read_internal_metrics`).
 
@@ -379,11 +379,11 @@ def aggregate(scores_paths: Sequence[str | Path], tasks_paths: Sequence[str | Pa
 def add_aggregate_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``brainphase aggregate``."""
     parser.add_argument("--scores", nargs="+", required=True, type=Path, metavar="FILE",
-                        help="scores/{model}/seed{seed}/step{step}.h5 files (every step of every seed)")
+                        help="scores/{model}/seed{seed}/{chunk}/step{step}.h5 files (every step of every seed)")
     parser.add_argument("--tasks", nargs="*", default=[], type=Path, metavar="FILE",
-                        help="tasks/{model}/seed{seed}/step{step}.h5 files of the same checkpoints (none: no task metrics)")
+                        help="tasks/{model}/seed{seed}/{chunk}/step{step}.h5 files of the same checkpoints (none: no task metrics)")
     parser.add_argument("--internal", nargs="*", default=[], type=Path, metavar="FILE",
-                        help="internal/{model}/seed{seed}/step{step}.h5 files of the same checkpoints (none: no internal metrics)")
+                        help="internal/{model}/seed{seed}/{chunk}/step{step}.h5 files of the same checkpoints (none: no internal metrics)")
     parser.add_argument("--responses", type=Path, default=None, metavar="FILE",
                         help="fmri/responses.h5 whose /rois/labels select the ROI voxels (required when the scores have ROIs)")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="metrics.h5 to write")

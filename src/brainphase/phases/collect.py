@@ -1,9 +1,9 @@
 """Task and internal metrics of every checkpoint -> arrays over seeds x steps (``brainphase aggregate``).
 
-Task files ``tasks/{model}/seed{seed}/step{step}.h5`` (:mod:`brainphase.tasks`) hold one group
+Task files ``tasks/{model}/seed{seed}/{chunk}/step{step}.h5`` (:mod:`brainphase.tasks`) hold one group
 ``/metrics/{task}`` per task (attrs ``family``, ``version``, ``n_items``, ...) with one scalar
 ``/metrics/{task}/{metric}`` per metric (attrs ``kind``, ``higher_is_better``). Internal files
-``internal/{model}/seed{seed}/step{step}.h5`` (``brainphase internal``) hold ``/metrics/{name}``
+``internal/{model}/seed{seed}/{chunk}/step{step}.h5`` (``brainphase internal``) hold ``/metrics/{name}``
 of shape (n_layers,). Every checkpoint of one aggregation must carry the same tasks (same
 versions, families, item counts and metrics) and the same internal metrics over the same
 layers; otherwise an :class:`~brainphase.errors.InputError` names the file that differs.

@@ -203,3 +203,26 @@ def test_slurm_profile_asks_a_gpu_for_measure_only():
     gpu_rules = {rule for rule, resources in profile["set-resources"].items() if resources.get("gpu")}
     assert gpu_rules == {"measure"} and "gpu" not in profile["default-resources"]
     assert "cpus_per_task" not in profile["default-resources"] and profile["set-threads"]["encode"] > 1
+
+
+def test_chunked_encode_reads_each_steps_previous_and_final_activations(tmp_path):
+    """Chunks of 2 of 3 steps (0, 1 | 40): internal metrics of each step read the previous step's
+    activations (same chunk folder for step 1, the previous chunk's for step 40) and the final
+    step's, and each chunk's encode job has those folders as inputs."""
+    from test_workflow import TINY
+
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["checkpoints_per_job"] = 2
+    jobs = dry_run_jobs(dry_run(tmp_path, config))
+    encode = {job["wildcards"][2]: job for job in jobs if job["rule"] == "encode"}
+    assert sorted(encode) == ["chunk=steps0-1", "chunk=steps40-40"]
+    folder = "results/activations/tiny/seed1"
+    final = f"--final {folder}/steps40-40/step40.h5"
+    first, last = encode["chunk=steps0-1"], encode["chunk=steps40-40"]
+    assert final in first["shell"] and final in last["shell"]
+    assert set(first["input"]) >= {f"{folder}/steps0-1", f"{folder}/steps40-40"}
+    assert set(last["input"]) >= {f"{folder}/steps0-1", f"{folder}/steps40-40"}
+    internal = re.findall(r"--each '--activations (\S+) --out \S+?( --previous \S+)?'", first["shell"] + last["shell"])
+    assert internal == [(f"{folder}/steps0-1/step0.h5", ""),
+                        (f"{folder}/steps0-1/step1.h5", f" --previous {folder}/steps0-1/step0.h5"),
+                        (f"{folder}/steps40-40/step40.h5", f" --previous {folder}/steps0-1/step1.h5")]

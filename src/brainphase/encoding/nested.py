@@ -28,14 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from brainphase.encoding.ridge import RidgeCV, _check_X
+from brainphase.encoding.ridge import RidgeCV, check_X
 from brainphase.encoding.solver import (
-    _column_scale,
-    _form,
-    _ops,
-    _Spectral,
-    _validation_r2,
-    _Workspace,
+    column_scale,
+    solver_form,
+    array_ops,
+    Spectral,
+    validation_r2,
+    Workspace,
     auto_chunk_size,
 )
 from brainphase.errors import InputError
@@ -50,7 +50,7 @@ def _standardized(X_dev, train_i, other_i, fit_intercept: bool, standardize: boo
         x_mean = X_train.mean(0)
         X_train, X_other = X_train - x_mean, X_other - x_mean
     if standardize:
-        x_scale = _column_scale(X_train)
+        x_scale = column_scale(X_train)
         X_train, X_other = X_train / x_scale, X_other / x_scale
     return X_train, X_other
 
@@ -88,14 +88,14 @@ def nested_logo_ridge(estimator: RidgeCV, X: np.ndarray, Y: np.ndarray, groups: 
     labels = np.unique(groups)  # LeaveOneGroupOut order: the inner folds of every outer fold follow it
     n_groups, (n_samples, n_features), n_targets = len(labels), X.shape, Y.shape[1]
     members = [np.flatnonzero(groups == label) for label in labels]
-    ops = _ops(estimator.backend, estimator.dtype, estimator.device)
+    ops = array_ops(estimator.backend, estimator.dtype, estimator.device)
     X_dev = ops.asarray(X)
     n_alphas = len(alphas)
     order = np.argsort(alphas)[::-1]  # argmax over this order: exact ties go to the larger alpha
     fit_intercept, standardize = estimator.fit_intercept, estimator.standardize
     chunks = list(estimator._chunks(n_targets, auto_chunk_size(n_samples, n_features, n_alphas,
                                                                max(len(m) for m in members))))
-    work = _Workspace(ops)
+    work = Workspace(ops)
     scores = np.zeros((n_groups, n_alphas, n_targets))
     n_constant = 0
     from tqdm.auto import tqdm
@@ -126,7 +126,7 @@ def nested_logo_ridge(estimator: RidgeCV, X: np.ndarray, Y: np.ndarray, groups: 
             val_i = ops.index(members[val_group])
             X_train, X_val = _standardized(X_dev, train_i, val_i, fit_intercept, standardize)
             if not validations:
-                spectral = _Spectral(X_train, ops, _form(estimator.solver, len(train), n_features))
+                spectral = Spectral(X_train, ops, solver_form(estimator.solver, len(train), n_features))
                 shrink = spectral.shrink(alphas, ops)
             hat = ((X_val @ spectral.R)[None, :, :] * shrink[:, None, :]).reshape(-1, shrink.shape[1])
             validations.append((outer, val_i, hat))
@@ -138,7 +138,7 @@ def nested_logo_ridge(estimator: RidgeCV, X: np.ndarray, Y: np.ndarray, groups: 
                 y_val = ops.take_rows(Y_dev, val_i, work.get("val", (len(val_i), width)))
                 if fit_intercept:
                     y_val -= y_mean
-                r2, constant = _validation_r2(ops, hat, projected, y_val, n_alphas, work)
+                r2, constant = validation_r2(ops, hat, projected, y_val, n_alphas, work)
                 n_constant += constant
                 scores[outer, :, chunk] += r2
         bar.update()
@@ -153,7 +153,7 @@ def nested_logo_ridge(estimator: RidgeCV, X: np.ndarray, Y: np.ndarray, groups: 
         train = np.flatnonzero(groups != labels[k])
         train_i, test_i = ops.index(train), ops.index(members[k])
         X_train, X_test = _standardized(X_dev, train_i, test_i, fit_intercept, standardize)
-        full = _Spectral(X_train, ops, _form(estimator.solver, len(train), n_features))
+        full = Spectral(X_train, ops, solver_form(estimator.solver, len(train), n_features))
         test_factors = X_test @ full.R  # (n_test, rank)
         for chunk in chunks:
             Y_dev, width = load(chunk)
@@ -200,7 +200,7 @@ def nested_logo_banded(estimator, X: np.ndarray, Y: np.ndarray, groups: np.ndarr
         ridge = RidgeCV(alphas=estimator.alphas, cv=estimator.cv, fit_intercept=estimator.fit_intercept,
                         backend=estimator.backend, device=estimator.device, dtype=estimator.dtype,
                         chunk_size=estimator.chunk_size)
-        point, point_alphas, held_out, point_scores = nested_logo_ridge(ridge, _check_X(X) * column_scale, Y, groups,
+        point, point_alphas, held_out, point_scores = nested_logo_ridge(ridge, check_X(X) * column_scale, Y, groups,
                                                                         progress)
         if best_alphas is None:
             best = np.full(point_scores.shape, -np.inf)

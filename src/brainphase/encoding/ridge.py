@@ -23,12 +23,12 @@ import numpy as np
 from brainphase.encoding.estimator import RegressorParams
 from brainphase.encoding.solver import (
     SOLVERS,
-    _column_scale,
-    _form,
-    _ops,
-    _Spectral,
-    _validation_r2,
-    _Workspace,
+    column_scale,
+    solver_form,
+    array_ops,
+    Spectral,
+    validation_r2,
+    Workspace,
     auto_chunk_size,
 )
 from brainphase.encoding.splits import grouped_splits
@@ -40,7 +40,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(np.logspace(0, 6, 13).tolist())
 
 
-def _check_X(X, name: str = "X") -> np.ndarray:
+def check_X(X, name: str = "X") -> np.ndarray:
+    """``X`` as a finite 2-D array, shape (n_samples, n_features); InputError naming ``name`` otherwise."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise InputError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}")
@@ -151,7 +152,7 @@ class RidgeCV(RegressorParams):
         alphas = np.asarray(self.alphas, dtype=np.float64).ravel()
         if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
             raise InputError(f"alphas must be finite and > 0, got {alphas.tolist()}")
-        X = _check_X(X)
+        X = check_X(X)
         Y = np.asarray(Y)
         if Y.ndim not in (1, 2):
             raise InputError(f"Y must be 1-D or 2-D (n_samples, n_targets), got shape {Y.shape}")
@@ -182,7 +183,7 @@ class RidgeCV(RegressorParams):
         n_samples, n_features = X.shape
         n_targets = Y2.shape[1]
         splits = grouped_splits(n_samples, groups, self.cv, X, Y2)
-        ops = _ops(self.backend, self.dtype, self.device)
+        ops = array_ops(self.backend, self.dtype, self.device)
         X_dev = ops.asarray(X)
 
         folds = []
@@ -193,17 +194,17 @@ class RidgeCV(RegressorParams):
                 x_mean = X_train.mean(0)
                 X_train, X_val = X_train - x_mean, X_val - x_mean
             if self.standardize:
-                x_scale = _column_scale(X_train)
+                x_scale = column_scale(X_train)
                 X_train, X_val = X_train / x_scale, X_val / x_scale
-            spectral = _Spectral(X_train, ops, _form(self.solver, len(train), n_features))
+            spectral = Spectral(X_train, ops, solver_form(self.solver, len(train), n_features))
             shrink = spectral.shrink(alphas, ops)  # (n_alphas, rank)
             # validation "hat" factors for all alphas stacked: (n_alphas * n_val, rank)
             hat = ((X_val @ spectral.R)[None, :, :] * shrink[:, None, :]).reshape(-1, shrink.shape[1])
             folds.append((train_i, val_i, spectral.M, hat))
         x_mean = X_dev.mean(0) if self.fit_intercept else None
         X_full = X_dev - x_mean if self.fit_intercept else X_dev
-        x_scale = _column_scale(X_full) if self.standardize else None
-        full = _Spectral(X_full / x_scale if self.standardize else X_full, ops, _form(self.solver, n_samples, n_features))
+        x_scale = column_scale(X_full) if self.standardize else None
+        full = Spectral(X_full / x_scale if self.standardize else X_full, ops, solver_form(self.solver, n_samples, n_features))
 
         n_alphas = len(alphas)
         max_val = max(len(v) for _, v in splits)
@@ -213,7 +214,7 @@ class RidgeCV(RegressorParams):
         coef = np.empty((n_features, n_targets), dtype=self.dtype)
         intercept = np.zeros(n_targets, dtype=self.dtype)
         n_constant = 0
-        work = _Workspace(ops)
+        work = Workspace(ops)
         for chunk in self._chunks(n_targets, auto_chunk_size(n_samples, n_features, n_alphas, max_val)):
             width = chunk.stop - chunk.start
             Y_dev = ops.load(Y2[:, chunk], work.get("Y", (n_samples, width)))
@@ -229,7 +230,7 @@ class RidgeCV(RegressorParams):
                     y_train -= y_mean
                     y_val -= y_mean
                 projected = ops.matmul(M.T, y_train, work.get("projected", (M.shape[1], width)))
-                r2, constant = _validation_r2(ops, hat, projected, y_val, n_alphas, work)
+                r2, constant = validation_r2(ops, hat, projected, y_val, n_alphas, work)
                 n_constant += constant
                 scores[:, chunk] += r2
             scores[:, chunk] /= len(splits)
@@ -267,7 +268,7 @@ class RidgeCV(RegressorParams):
         ndarray of shape (n_samples, n_targets) or (n_samples,)
         """
         self._check_fitted("coef_")
-        X = _check_X(X)
+        X = check_X(X)
         if X.shape[1] != self.n_features_in_:
             raise InputError(f"X has shape {X.shape} but the model was fit on {self.n_features_in_} features")
         return X.astype(self.coef_.dtype, copy=False) @ self.coef_ + self.intercept_

@@ -145,7 +145,8 @@ class _TorchOps:
         return bool(self.torch.isfinite(array.sum(0)).all())
 
 
-def _ops(backend: str, dtype: str, device: str | None):
+def array_ops(backend: str, dtype: str, device: str | None):
+    """The array operations of ``backend`` (``numpy`` on the CPU, ``torch`` on ``device``) in ``dtype``."""
     if backend == "numpy":
         if device not in (None, "cpu"):
             raise InputError(f"backend 'numpy' runs on the CPU only (device={device!r}); use backend 'torch'")
@@ -156,7 +157,7 @@ def _ops(backend: str, dtype: str, device: str | None):
 
 
 # ---------------------------------------------------------------------------- core math
-class _Spectral:
+class Spectral:
     """One decomposition of a (centred) training matrix: ``w = R diag(1/(lam+alpha)) M^T y``.
 
     Attributes
@@ -190,7 +191,7 @@ class _Spectral:
         return ops.xp.reciprocal(out, out=out)
 
 
-class _Workspace:
+class Workspace:
     """Reusable flat buffers: big temporaries are allocated once per fit, not per chunk.
 
     (Fresh multi-MiB arrays are mmap-ed and page-faulted on every allocation, which costs
@@ -209,13 +210,14 @@ class _Workspace:
         return buffer[:size].reshape(shape)
 
 
-def _form(solver: str, n_samples: int, n_features: int) -> str:
+def solver_form(solver: str, n_samples: int, n_features: int) -> str:
+    """``primal`` or ``dual``: ``solver`` itself, or for ``auto`` the dual form when features outnumber samples."""
     if solver == "auto":
         return "dual" if n_features > n_samples else "primal"
     return solver
 
 
-def _column_scale(X_centred):
+def column_scale(X_centred):
     """Population standard deviation of each column of a centred matrix, 1 where it is 0.
 
     Written with elementwise operations so it is the same for numpy arrays and torch tensors
@@ -225,7 +227,7 @@ def _column_scale(X_centred):
     return scale + (scale == 0)
 
 
-def _validation_r2(ops, hat, projected, y_val, n_alphas: int, work) -> tuple[np.ndarray, int]:
+def validation_r2(ops, hat, projected, y_val, n_alphas: int, work) -> tuple[np.ndarray, int]:
     """Validation R^2 of every alpha: predictions ``hat @ projected`` against ``y_val``.
 
     ``hat`` (n_alphas * n_val, k) stacks the validation rows of every alpha, ``projected``

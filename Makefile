@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/phases.py --quick
 	$(BIN)/python bench/tasks.py --quick
 	$(BIN)/python bench/internal.py --quick
+	$(BIN)/python bench/plan.py
 
 clean-results:
 	rm -rf results .snakemake

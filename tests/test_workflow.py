@@ -152,6 +152,36 @@ def test_measure_wrote_activations_and_tasks_of_each_checkpoint(tiny_run):
             assert "heldout_text" in handle["metrics"] and len(handle["metrics"]) > 1  # held-out text + suite
 
 
+@pytest.mark.slow  # a second run of the tiny workflow: ~75 s on 2 cores
+def test_chunked_run_equals_one_checkpoint_per_job(tiny_run, tmp_path):
+    """checkpoints_per_job 2 (chunks steps0-1 and steps40-40) with extract.keep false writes the
+    same scores, internal and task datasets, bitwise, as the one-checkpoint-per-job run, and
+    removes the temporary activation folders."""
+    import numpy as np
+
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config.update(checkpoints_per_job=2, extract=dict(config.get("extract", {}), keep=False))
+    result = snakemake(tmp_path, "--cores", "2", config=config)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    assert not (tmp_path / "results" / "activations" / "tiny" / "seed1").exists() or not any(
+        (tmp_path / "results" / "activations" / "tiny" / "seed1").iterdir())
+
+    def datasets(path):
+        found = {}
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        return found
+
+    for kind in ("scores", "internal", "tasks"):
+        for chunk, step in (("steps0-1", 0), ("steps0-1", 1), ("steps40-40", 40)):
+            chunked = datasets(tmp_path / "results" / kind / "tiny" / "seed1" / chunk / f"step{step}.h5")
+            single = datasets(tiny_run / "results" / kind / "tiny" / "seed1" / f"steps{step}-{step}" / f"step{step}.h5")
+            assert chunked.keys() == single.keys() and chunked, (kind, step)
+            for name, values in single.items():
+                equal_nan = values.dtype.kind in "fc"
+                assert np.array_equal(chunked[name], values, equal_nan=equal_nan), (kind, step, name)
+
+
 def test_report_builds_after_the_run(tiny_run):
     config = tiny_run / "config.yaml"
     result = snakemake(tiny_run, "--configfile", str(config), "--report", str(tiny_run / "report.html"))

@@ -32,20 +32,20 @@ def encode_options(wildcards, input, output):
     one chunk: the config's, then one `--each` per checkpoint: its activations, output file, maps
     folder and the checkpoint the activations must come from (encode refuses activations of
     other weights); its previous step's activations (CKA)."""
-    plan, seed = PLANS[wildcards.model], int(wildcards.seed)
-    steps = plan.steps[seed]
+    seed, chunk = int(wildcards.seed), chunk_steps(wildcards)
+    steps = PLANS[wildcards.model].steps[seed]
+    first = steps.index(chunk[0])  # the step before the chunk's first is the previous chunk's last
     encode, internal = [ENCODE_OPTIONS], [INTERNAL_OPTIONS, f"--final {input.final}/step{steps[-1]}.h5"]
-    for step in chunk_steps(wildcards):
+    for i, step in enumerate(chunk):
         activations = f"{input.activations}/step{step}.h5"
         source, revision = checkpoint_of(wildcards.model, seed, step)
         maps = f" --maps-dir {R}/maps/{wildcards.model}/seed{seed}/step{step}" if config["encode"]["maps"] else ""
         weights = cli_options({"checkpoint": source, "checkpoint_revision": revision})
         encode.append(each_option(f"--activations {activations} --out {output.scores}/step{step}.h5{maps} {weights}"))
-        position = steps.index(step)
         previous = ""
-        if position > 0:
-            folder = input.activations if steps[position - 1] in chunk_steps(wildcards) else input.previous
-            previous = f" --previous {folder}/step{steps[position - 1]}.h5"
+        if first + i > 0:
+            folder = input.activations if i > 0 else input.previous
+            previous = f" --previous {folder}/step{steps[first + i - 1]}.h5"
         internal.append(each_option(f"--activations {activations} --out {output.internal}/step{step}.h5{previous}"))
     return SimpleNamespace(encode=" ".join(encode), internal=" ".join(internal))
 

@@ -20,8 +20,8 @@ from brainphase.models import train  # noqa: E402
 
 STEPS = [0, 10, 30]
 VOCAB, SEQ_LEN, BATCH = 384, 32, 8
-TINY = ["--n-layers", "2", "--d-model", "32", "--n-heads", "4", "--seq-len", str(SEQ_LEN), "--batch-size",
-        str(BATCH), "--vocab-size", str(VOCAB), "--warmup-steps", "5", "--lr", "3e-3", "--eval-every", "5"]
+TINY = ["--n-layers", "2", "--d-model", "32", "--n-heads", "4", "--rotary-pct", "0.5", "--seq-len", str(SEQ_LEN),
+        "--batch-size", str(BATCH), "--vocab-size", str(VOCAB), "--warmup-steps", "5", "--lr", "3e-3", "--eval-every", "5"]
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,8 @@ def test_checkpoint_loads_back_and_reproduces_logged_loss(runs):
     model = AutoModelForCausalLM.from_pretrained(step_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(step_dir)
     assert type(model).__name__ == "GPTNeoXForCausalLM" and model.config.num_hidden_layers == 2
+    # --rotary-pct 0.5 of 8-dim heads: 4 rotary dims, i.e. 2 frequencies base**(-2i/4)
+    torch.testing.assert_close(model.gpt_neox.rotary_emb.inv_freq, torch.tensor([1.0, 0.01]))
     assert len(tokenizer) == VOCAB and tokenizer.eos_token == train.EOS_TOKEN
     valid_text = (corpus / "valid.txt").read_text()
     ids = np.asarray(tokenizer(valid_text, add_special_tokens=False)["input_ids"])
@@ -142,6 +144,10 @@ def _args(**overrides):
     ({"steps": [0]}, "at least one step after 0"),
     ({"vocab_size": 200}, "--vocab-size 200 is too small"),
     ({"d_model": 30}, "not divisible"),
+    ({"rotary_pct": 0.0}, r"--rotary-pct must be in \(0, 1\]"),
+    ({"rotary_pct": 1.5}, r"--rotary-pct must be in \(0, 1\]"),
+    ({"d_model": 24, "rotary_pct": 0.25}, "gives 1 rotary dimensions"),  # a quarter of 6-dim heads
+    ({"rotary_pct": 0.1875}, "gives 3 rotary dimensions: .* even number"),
 ])
 def test_argument_errors(overrides, message):
     with pytest.raises(InputError, match=message):

@@ -3,8 +3,8 @@
 ``brainphase train`` reads top to bottom like nanoGPT:
 
 1. train a byte-level BPE tokenizer on ``train.txt`` (deterministic) and encode both splits;
-2. build a ``GPTNeoXForCausalLM`` (Pythia layout: parallel residual, rotary on 25% of each
-   head, untied embeddings, no dropout) from ``torch.manual_seed(seed)``;
+2. build a ``GPTNeoXForCausalLM`` (Pythia layout: parallel residual, rotary on ``--rotary-pct``
+   of each head (Pythia: 25%), untied embeddings, no dropout) from ``torch.manual_seed(seed)``;
 3. AdamW with linear warmup then cosine decay to 10% of ``--lr``; each step draws
    ``batch_size`` random windows of ``seq_len + 1`` tokens with ``numpy.random.default_rng(seed)``;
 4. at every step of ``--steps`` (step 0 = the initial weights) write ``out-dir/step{N}/``
@@ -70,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-layers", type=int, default=default("n_layers"))
     parser.add_argument("--d-model", type=int, default=default("d_model"))
     parser.add_argument("--n-heads", type=int, default=default("n_heads"))
+    parser.add_argument("--rotary-pct", type=float, default=default("rotary_pct"),
+                        help="share of each head's dimensions with rotary position embeddings (Pythia: 0.25)")
     parser.add_argument("--seq-len", type=int, default=default("seq_len"), help="training context length in tokens")
     parser.add_argument("--batch-size", type=int, default=default("batch_size"))
     parser.add_argument("--lr", type=float, default=default("lr"), help="peak learning rate")
@@ -96,9 +98,13 @@ def check_args(args: argparse.Namespace) -> None:
                          f"2 special tokens and at least one merge (>= {min_vocab})")
     if args.d_model % args.n_heads:
         raise InputError(f"--d-model {args.d_model} is not divisible by --n-heads {args.n_heads}")
-    if (args.d_model // args.n_heads) % 4:
-        raise InputError(f"--d-model / --n-heads = {args.d_model // args.n_heads} must be a multiple of 4 "
-                         "(rotary embeddings act on a quarter of each head, in pairs)")
+    if not 0 < args.rotary_pct <= 1:
+        raise InputError(f"--rotary-pct must be in (0, 1], got {args.rotary_pct}")
+    rotary_dims = int(args.d_model // args.n_heads * args.rotary_pct)
+    if rotary_dims < 2 or rotary_dims % 2:
+        raise InputError(f"--rotary-pct {args.rotary_pct} of a head of --d-model / --n-heads = "
+                         f"{args.d_model // args.n_heads} dimensions gives {rotary_dims} rotary dimensions: "
+                         "rotary embeddings act in pairs, so this must be an even number >= 2")
     for name in ("n_layers", "d_model", "n_heads", "seq_len", "batch_size", "threads"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -177,7 +183,7 @@ def build_model(args: argparse.Namespace, tokenizer):
 
     config = GPTNeoXConfig(
         vocab_size=len(tokenizer), hidden_size=args.d_model, num_hidden_layers=args.n_layers,
-        num_attention_heads=args.n_heads, intermediate_size=4 * args.d_model,
+        num_attention_heads=args.n_heads, intermediate_size=4 * args.d_model, rotary_pct=args.rotary_pct,
         max_position_embeddings=args.seq_len, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         hidden_dropout=0.0, attention_dropout=0.0, tie_word_embeddings=False, use_parallel_residual=True,

@@ -51,10 +51,10 @@ def test_trained_plan_uses_log_spaced_steps_and_local_folders():
     plan = plan_models(config, "res")["tiny-neox"]
     assert plan.trained and plan.seeds == [1, 2]
     steps = plan.steps[1]
-    assert len(steps) == 12 and steps[0] == 0 and steps[-1] == 1024
+    assert len(steps) == 12 and steps[0] == 0 and steps[-1] == 2048  # config.yaml: max_steps 2048
     assert steps == sorted(set(steps))
-    assert plan.source[2, 1024] == "res/models/tiny-neox/seed2/step1024"
-    assert plan.revision[2, 1024] is None
+    assert plan.source[2, 2048] == "res/models/tiny-neox/seed2/step2048"
+    assert plan.revision[2, 2048] is None
 
 
 def test_pretrained_plan_maps_seed_to_repo_and_step_to_revision():

@@ -6,7 +6,8 @@ learn the suite's tasks ``induction``, ``pattern_repeat`` and ``arithmetic_addit
 With ``skills_fraction = f > 0``, ``brainphase corpus`` appends to ``train.txt`` (never to
 ``valid.txt`` or the stimulus) skill documents making up the fraction ``f`` of its characters:
 
-* documents are made round-robin over :data:`SKILL_TASKS`, each of
+* documents are made round-robin over :data:`SKILL_ROTATION` (three induction documents for each
+  pattern and each sum document: a tiny model needs the most examples to learn copying), each of
   :data:`ITEMS_PER_DOCUMENT` items of that task, one ``context + target`` per line (a task
   item of several lines, e.g. few-shot sums, keeps its line breaks), documents separated by a
   blank line like the corpus's own; lines of copied words start with a space, as the suite's
@@ -37,6 +38,9 @@ from brainphase.errors import InputError
 
 #: suite tasks whose items are mixed into train.txt
 SKILL_TASKS = ("induction", "pattern_repeat", "arithmetic_addition")
+#: the order in which skill documents are made, repeated: induction three times as often as the
+#: others (README, "Skill documents": the demo model learns sums and patterns on far fewer examples)
+SKILL_ROTATION = ("induction", "pattern_repeat", "induction", "arithmetic_addition", "induction")
 #: items per skill document
 ITEMS_PER_DOCUMENT = 8
 #: ``corpus.json`` key of the skill-mixture record
@@ -122,7 +126,7 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
         tasks: list[str] = []
         chars = 0
         while chars < target_chars:
-            tasks.append(SKILL_TASKS[len(tasks) % len(SKILL_TASKS)])
+            tasks.append(SKILL_ROTATION[len(tasks) % len(SKILL_ROTATION)])
             documents.append(draw(tasks[-1]))
             chars += len(documents[-1]) + 2  # with the blank line before it
         holding = _holding(documents, forbidden)

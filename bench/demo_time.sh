@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Time the whole embedded demo (`snakemake --cores 2`) from a clean results folder.
-# Usage: bash bench/demo_time.sh [RESULTS_DIR]   (default: a fresh temporary folder)
+# Usage: bash bench/demo_time.sh [RESULTS_DIR [CONFIG]]
+#   RESULTS_DIR: default a fresh temporary folder; CONFIG: default config/config.yaml (the demo),
+#   e.g. config/emergence.yaml to time that study the same way (its time is then `demo_seconds`).
 # Prints the seconds of each rule summed over its jobs (the `s` column of the Snakemake `benchmark:`
 # files under RESULTS_DIR/results/benchmarks; jobs run 2 at a time, so the sums exceed the wall
 # clock), then `RESULT demo_seconds=<float> <rule>_s=<float> ...` as its last line.
@@ -10,10 +12,13 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$repo/.venv/bin"
 [ -x "$bin/snakemake" ] || { echo "error: $bin/snakemake not found; run 'make setup' first" >&2; exit 2; }
 work="${1:-$(mktemp -d)}"
+config="${2:-$repo/config/config.yaml}"
+[ -f "$config" ] || { echo "error: config file $config not found" >&2; exit 2; }
 mkdir -p "$work"
 # the corpus download is a set-up step, not part of the timed run: reuse the repo's copy
 mkdir -p "$work/data" && [ -d "$repo/data/downloads" ] && ln -sfn "$repo/data/downloads" "$work/data/downloads"
-sed "s#^results: .*#results: $work/results#" "$repo/config/config.yaml" > "$work/config.yaml"
+sed "s#^results: .*#results: $work/results#" "$config" > "$work/config.yaml"
+grep -q "^results: $work/results\$" "$work/config.yaml" || { echo "error: $config has no top-level 'results:' line" >&2; exit 2; }
 rm -rf "$work/results"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 start=$(date +%s.%N)

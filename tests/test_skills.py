@@ -47,6 +47,7 @@ def test_fraction_is_respected_within_one_document(fraction):
     assert set(summary["documents"]) == set(skills.SKILL_TASKS)
     # round-robin over SKILL_ROTATION: three induction documents for each pattern and each sum document
     counts = summary["documents"]
+    assert summary["rotation"] == list(skills.SKILL_ROTATION)
     assert abs(counts["pattern_repeat"] - counts["arithmetic_addition"]) <= 1
     assert abs(counts["induction"] - 3 * counts["arithmetic_addition"]) <= 3
 

@@ -96,7 +96,7 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
         ``fraction`` (measured share ``chars / len(mixed)``), ``requested_fraction``, ``seed``,
         ``start_char`` (index of the first skill character in ``mixed``), ``chars`` (characters
         added to ``train``), ``documents`` and ``items`` per task, ``dropped_documents`` (draws
-        replaced because they held a suite item), ``generator`` and ``versions`` (task -> the
+        replaced because they held a suite item), ``rotation`` (:data:`SKILL_ROTATION`), ``generator`` and ``versions`` (task -> the
         suite's item version of its generator, :data:`brainphase.tasks.generate.VERSIONS`: a
         train.txt of older skill documents, e.g. induction 1.0, says so).
 
@@ -146,7 +146,7 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
     summary = {"fraction": (len(mixed) - len(train)) / len(mixed), "requested_fraction": fraction, "seed": seed,
                "start_char": start_char, "chars": len(mixed) - len(train), "documents": counts,
                "items": {task: n * ITEMS_PER_DOCUMENT for task, n in counts.items()},
-               "dropped_documents": dropped,
+               "dropped_documents": dropped, "rotation": list(SKILL_ROTATION),
                "generator": "brainphase.corpus.skills: the suite generators (brainphase.tasks.generate) "
                             "with random.Random(f'skills-{seed}-{task}'), built-in suite items excluded",
                "versions": {task: item_version(task) for task in SKILL_TASKS}}

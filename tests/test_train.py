@@ -21,7 +21,8 @@ from brainphase.models import train  # noqa: E402
 STEPS = [0, 10, 30]
 VOCAB, SEQ_LEN, BATCH = 384, 32, 8
 TINY = ["--n-layers", "2", "--d-model", "32", "--n-heads", "4", "--rotary-pct", "0.5", "--seq-len", str(SEQ_LEN),
-        "--batch-size", str(BATCH), "--vocab-size", str(VOCAB), "--warmup-steps", "5", "--lr", "3e-3", "--eval-every", "5"]
+        "--batch-size", str(BATCH), "--vocab-size", str(VOCAB), "--warmup-steps", "5", "--lr", "3e-3",
+        "--eval-every", "5"]
 
 
 @pytest.fixture(scope="module")

@@ -96,8 +96,8 @@ def mix_skills(train: str, fraction: float, seed: int) -> tuple[str, dict]:
         ``fraction`` (measured share ``chars / len(mixed)``), ``requested_fraction``, ``seed``,
         ``start_char`` (index of the first skill character in ``mixed``), ``chars`` (characters
         added to ``train``), ``documents`` and ``items`` per task, ``dropped_documents`` (draws
-        replaced because they held a suite item), ``rotation`` (:data:`SKILL_ROTATION`), ``generator`` and ``versions`` (task -> the
-        suite's item version of its generator, :data:`brainphase.tasks.generate.VERSIONS`: a
+        replaced because they held a suite item), ``rotation`` (:data:`SKILL_ROTATION`),
+        ``generator`` and ``versions`` (task -> the suite's item version of its generator, :data:`brainphase.tasks.generate.VERSIONS`: a
         train.txt of older skill documents, e.g. induction 1.0, says so).
 
     Raises

@@ -100,10 +100,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--d-model {args.d_model} is not divisible by --n-heads {args.n_heads}")
     if not 0 < args.rotary_pct <= 1:
         raise InputError(f"--rotary-pct must be in (0, 1], got {args.rotary_pct}")
-    rotary_dims = int(args.d_model // args.n_heads * args.rotary_pct)
+    head_dims = args.d_model // args.n_heads
+    rotary_dims = int(head_dims * args.rotary_pct)  # as transformers' GPT-NeoX rounds it
     if rotary_dims < 2 or rotary_dims % 2:
         raise InputError(f"--rotary-pct {args.rotary_pct} of a head of --d-model / --n-heads = "
-                         f"{args.d_model // args.n_heads} dimensions gives {rotary_dims} rotary dimensions: "
+                         f"{head_dims} dimensions gives {rotary_dims} rotary dimensions: "
                          "rotary embeddings act in pairs, so this must be an even number >= 2")
     for name in ("n_layers", "d_model", "n_heads", "seq_len", "batch_size", "threads"):
         if getattr(args, name) < 1:

@@ -20,7 +20,9 @@ def test_alignment_rises_over_training_on_planted_lexical_signal(tmp_path):
     config["models"]["tiny"]["train"] = {"n_layers": 2, "d_model": 48, "n_heads": 4, "seq_len": 64,
                                          "batch_size": 16, "max_steps": 256, "n_checkpoints": 5,
                                          "vocab_size": 600}
-    config["fmri"]["simulate"] = {"n_subjects": 2, "tr": 2.0, "resolution_mm": 8, "snr": 1.0, "lexical_share": 0.9}
+    # 3 subjects: with 2, the group curve's noise (sigma ~0.02 per checkpoint) left the slope's CI around 0
+    # once the model rotated every head dimension (0.032 -> 0.074 -> 0.061); with 3, sigma ~0.009
+    config["fmri"]["simulate"] = {"n_subjects": 3, "tr": 2.0, "resolution_mm": 8, "snr": 1.0, "lexical_share": 0.9}
     config["encode"] = {}
     config["extract"] = {"context_tokens": 32}
     # the 64-position model cannot hold pattern_repeat's items (the measure job refuses them, naming
@@ -34,12 +36,5 @@ def test_alignment_rises_over_training_on_planted_lexical_signal(tmp_path):
         labels = handle["phases/labels"][()]
         accuracy = handle["metrics/heldout_text/next_token_accuracy"][0]
     assert accuracy[-1] > accuracy[0] + 0.05
-    # measured 2026-12-01 (rotary on every head dimension): 0.032 at initialisation and after 1
-    # step, 0.074 at the fourth checkpoint, 0.061 at the last
-    assert alignment[-1] > alignment[0] + 0.02, alignment
-    assert alignment.max() > alignment[0] + 0.03, alignment
-    # No assertion on the phase labels: 5 checkpoints of 2 subjects (sigma ~0.02 per checkpoint)
-    # leave the slope's 95 % CI around 0 for this rise-then-fall curve, so the labels are rightly
-    # "initial plateau" throughout; phase naming is tested on planted trajectories
-    # (tests/test_planted_phases.py, tests/test_phases.py).
-    assert len(labels) == len(alignment)
+    assert alignment[-1] > alignment[0] + 0.03, alignment
+    assert labels[0] == 0  # the curve starts in the alignment phase
